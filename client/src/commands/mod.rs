@@ -1,0 +1,114 @@
+//! The commands, one file each (the near-identical lifecycle verbs share `lifecycle.rs`), and
+//! the clap `Command` enum that names them. Each command takes its parsed arguments and the
+//! session, and returns the text to print; it never prints itself, so the shell decides where
+//! output and errors go.
+
+mod autostart;
+mod define;
+mod dominfo;
+mod domstate;
+mod dumpconf;
+mod lifecycle;
+mod list;
+mod lookup;
+mod undefine;
+mod uri;
+mod version;
+
+use clap::{Args, Subcommand};
+use vmgate::ClientError;
+use vmgate_proto::v1::{DomainInfo, DomainRef, DomainSummary};
+
+use crate::session::Session;
+use lifecycle::Verb;
+
+/// The commands, as `vmgate COMMAND`, shell lines and stdin lines spell them.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List domains (running and paused ones unless --all or --inactive)
+    List(list::ListArgs),
+    /// Define (create or update) a domain from a TOML file
+    Define(define::DefineArgs),
+    /// Remove a domain's definition
+    Undefine(DomainArg),
+    /// Start a defined domain
+    Start(DomainArg),
+    /// Ask a domain to power off (ACPI), and return at once unless --wait
+    Shutdown(lifecycle::ShutdownArgs),
+    /// Stop a domain at once, as pulling the plug
+    Destroy(DomainArg),
+    /// Ask a domain to reboot (guest-cooperative)
+    Reboot(DomainArg),
+    /// Reset a domain at once, as pressing the reset button
+    Reset(DomainArg),
+    /// Pause a running domain
+    Suspend(DomainArg),
+    /// Continue a paused domain
+    Resume(DomainArg),
+    /// Show a domain's information
+    Dominfo(dominfo::DominfoArgs),
+    /// Show a domain's state
+    Domstate(domstate::DomstateArgs),
+    /// Show a domain's UUID
+    Domuuid(DomainArg),
+    /// Show the name of the domain with this UUID
+    Domname(lookup::DomnameArgs),
+    /// Show a domain's definition as TOML
+    Dumpconf(dumpconf::DumpconfArgs),
+    /// Set whether a domain starts when vmgated starts
+    Autostart(autostart::AutostartArgs),
+    /// Show the client's, the daemon's and the hypervisor's versions
+    Version,
+    /// Show the connection URI in canonical form
+    Uri,
+    /// Leave the shell
+    #[command(alias = "exit")]
+    Quit,
+}
+
+/// A command's one positional argument: a domain's name or UUID.
+#[derive(Debug, Args)]
+pub struct DomainArg {
+    /// Domain name or UUID
+    #[arg(value_name = "DOMAIN")]
+    pub domain: String,
+}
+
+/// Runs one command and returns what it prints.
+pub async fn run(command: Command, session: &mut Session) -> Result<String, ClientError> {
+    let (verb, target) = match command {
+        Command::List(a) => return list::run(session, &a).await,
+        Command::Define(a) => return define::run(session, &a).await,
+        Command::Undefine(a) => return undefine::run(session, &a.domain).await,
+        Command::Shutdown(a) => return lifecycle::shutdown(session, &a).await,
+        Command::Dominfo(a) => return dominfo::run(session, &a).await,
+        Command::Domstate(a) => return domstate::run(session, &a).await,
+        Command::Domuuid(a) => return lookup::domuuid(session, &a.domain).await,
+        Command::Domname(a) => return lookup::domname(session, &a).await,
+        Command::Dumpconf(a) => return dumpconf::run(session, &a).await,
+        Command::Autostart(a) => return autostart::run(session, &a).await,
+        Command::Version => return version::run(session).await,
+        Command::Uri => return Ok(uri::run(session)),
+        Command::Quit => return Ok(String::new()),
+        Command::Start(a) => (Verb::Start, a),
+        Command::Destroy(a) => (Verb::Destroy, a),
+        Command::Reboot(a) => (Verb::Reboot, a),
+        Command::Reset(a) => (Verb::Reset, a),
+        Command::Suspend(a) => (Verb::Suspend, a),
+        Command::Resume(a) => (Verb::Resume, a),
+    };
+    lifecycle::run(session, verb, &target.domain).await
+}
+
+fn domain_ref(key: &str) -> DomainRef {
+    DomainRef {
+        key: key.to_owned(),
+    }
+}
+
+/// The summary inside an info reply; the daemon always sends one.
+fn summary(info: &DomainInfo) -> Result<&DomainSummary, ClientError> {
+    info.summary
+        .as_ref()
+        .ok_or(ClientError::Incomplete("domain summary"))
+}

@@ -1,0 +1,242 @@
+//! The three ways `vmgate` runs commands: once from the command line, in an interactive shell
+//! (rustyline, with history), and one per line from a non-terminal stdin. Shell and stdin lines
+//! are split like a shell would and parsed with the same clap definitions as the command line,
+//! so `--help` and usage errors behave the same everywhere. A failing command prints
+//! `error: ...` and the shell or script goes on.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+use rustyline::DefaultEditor;
+use rustyline::error::ReadlineError;
+use tokio::runtime::Runtime;
+use vmgate::script::split_line;
+
+use crate::commands::{self, Command};
+use crate::session::Session;
+
+// One line of the shell or of stdin: a command without the program name. The doc comment
+// below is what `help` prints above the command list.
+/// Type a command, or 'help COMMAND' for its options.
+#[derive(Debug, Parser)]
+#[command(name = "vmgate", no_binary_name = true, disable_version_flag = true)]
+struct Line {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// What became of one line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    Failed,
+    Quit,
+}
+
+/// Runs the command given on the command line. Returns whether it succeeded.
+pub fn run_one(rt: &Runtime, session: &mut Session, command: Command) -> bool {
+    execute(rt, session, command) != Outcome::Failed
+}
+
+/// Prints a clap parse error or help text, and gives the exit status: 0 for `--help` and
+/// `--version`, 1 for usage errors (virsh's status, not clap's 2).
+pub fn clap_exit(err: &clap::Error) -> ExitCode {
+    let _ = err.print();
+    if is_help(err) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn is_help(err: &clap::Error) -> bool {
+    matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    )
+}
+
+/// Reads commands from `input`, one per line, on one connection, going on after a failing
+/// command. Returns whether every command succeeded.
+pub fn from_reader(rt: &Runtime, session: &mut Session, input: impl BufRead) -> bool {
+    let mut all_ok = true;
+    for line in input.lines() {
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot read commands from stdin: {e}");
+                return false;
+            }
+        };
+        match run_line(rt, session, &line) {
+            Outcome::Ok => {}
+            Outcome::Failed => all_ok = false,
+            Outcome::Quit => break,
+        }
+    }
+    all_ok
+}
+
+/// The interactive shell. Returns whether the shell itself worked (failed commands do not
+/// count, as in virsh).
+pub fn interactive(rt: &Runtime, session: &mut Session) -> bool {
+    let mut editor = match DefaultEditor::new() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: cannot start the interactive shell: {e}");
+            return false;
+        }
+    };
+    let history = history_path();
+    if let Some(path) = &history {
+        // A missing history file is normal on first use.
+        let _ = editor.load_history(path);
+    }
+    println!(
+        "Welcome to vmgate, the interactive terminal for vmgated.\n\n\
+         Type:  'help' for help with commands\n       'quit' to quit\n"
+    );
+    let prompt = if session.readonly() {
+        "vmgate > "
+    } else {
+        "vmgate # "
+    };
+    loop {
+        match editor.readline(prompt) {
+            Ok(line) => {
+                if !line.trim().is_empty() {
+                    let _ = editor.add_history_entry(line.as_str());
+                    save_history(&mut editor, history.as_deref());
+                }
+                if run_line(rt, session, &line) == Outcome::Quit {
+                    break;
+                }
+            }
+            // Ctrl-C abandons the line being typed, as in bash.
+            Err(ReadlineError::Interrupted) => {}
+            Err(ReadlineError::Eof) => {
+                println!();
+                break;
+            }
+            Err(e) => {
+                eprintln!("error: cannot read the command line: {e}");
+                return false;
+            }
+        }
+    }
+    true
+}
+
+fn run_line(rt: &Runtime, session: &mut Session, line: &str) -> Outcome {
+    let words = match split_line(line) {
+        Ok(Some(words)) => words,
+        Ok(None) => return Outcome::Ok,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Outcome::Failed;
+        }
+    };
+    match Line::try_parse_from(words) {
+        Ok(parsed) => execute(rt, session, parsed.command),
+        Err(e) => {
+            let _ = e.print();
+            if is_help(&e) {
+                Outcome::Ok
+            } else {
+                Outcome::Failed
+            }
+        }
+    }
+}
+
+fn execute(rt: &Runtime, session: &mut Session, command: Command) -> Outcome {
+    if matches!(command, Command::Quit) {
+        return Outcome::Quit;
+    }
+    match rt.block_on(commands::run(command, session)) {
+        Ok(text) => {
+            emit(&text);
+            Outcome::Ok
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Outcome::Failed
+        }
+    }
+}
+
+/// Writes a command's output. A closed pipe (`vmgate list | head -1`) is not an error.
+fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: cannot write the output: {e}");
+    }
+}
+
+/// `$XDG_STATE_HOME/vmgate/history`, else `~/.local/state/vmgate/history`.
+fn history_path() -> Option<PathBuf> {
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    let state = absolute("XDG_STATE_HOME")
+        .or_else(|| absolute("HOME").map(|h| h.join(".local").join("state")))?;
+    Some(state.join("vmgate").join("history"))
+}
+
+fn save_history(editor: &mut DefaultEditor, path: Option<&std::path::Path>) {
+    let Some(path) = path else { return };
+    if let Some(dir) = path.parent()
+        && std::fs::create_dir_all(dir).is_err()
+    {
+        return;
+    }
+    // History is a convenience: failing to save it must not disturb the shell.
+    let _ = editor.append_history(path);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(words: &[&str]) -> Result<Command, clap::Error> {
+        Line::try_parse_from(words).map(|l| l.command)
+    }
+
+    #[test]
+    fn lines_parse_with_the_command_line_definitions() {
+        assert!(matches!(parse(&["list", "--all"]), Ok(Command::List(_))));
+        assert!(matches!(parse(&["exit"]), Ok(Command::Quit)));
+        assert!(matches!(parse(&["quit"]), Ok(Command::Quit)));
+    }
+
+    #[test]
+    fn help_is_not_a_failure() {
+        let err = parse(&["list", "--help"]).expect_err("help");
+        assert!(is_help(&err));
+        let err = parse(&["help"]).expect_err("help");
+        assert!(is_help(&err));
+    }
+
+    #[test]
+    fn usage_errors_are_failures() {
+        let err = parse(&["start"]).expect_err("missing domain");
+        assert!(!is_help(&err));
+        let err = parse(&["frobnicate"]).expect_err("unknown command");
+        assert!(!is_help(&err));
+    }
+
+    #[test]
+    fn shutdown_timeout_needs_wait() {
+        assert!(parse(&["shutdown", "a", "--timeout", "5"]).is_err());
+        assert!(parse(&["shutdown", "a", "--wait", "--timeout", "5", "--force"]).is_ok());
+    }
+}

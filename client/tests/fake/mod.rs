@@ -1,0 +1,328 @@
+//! A fake vmgated for the client's own tests: the real generated Admin and Domain services
+//! over a UNIX socket in a temp dir, backed by an in-memory list of domains. It checks the
+//! client's side of the wire (what it sends, how it prints, how it reports failures), not the
+//! daemon's behaviour: the end-to-end tests against the real vmgated live in `tests/`.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::UnixListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::{Request, Response, Status};
+use vmgate_proto::v1::admin_server::{Admin, AdminServer};
+use vmgate_proto::v1::domain_server::{Domain, DomainServer};
+use vmgate_proto::v1::*;
+
+pub const ALPHA_UUID: &str = "6695eb01-f6a4-8304-79aa-97f2502e193f";
+pub const BETA_UUID: &str = "0b1c3f0e-5d2a-4c61-9a55-2f1f3b0d9e11";
+
+#[derive(Debug)]
+struct State {
+    driver: String,
+    versions: AtomicUsize,
+    domains: Mutex<Vec<DomainSummary>>,
+}
+
+/// A running fake daemon; it stops when dropped.
+pub struct Fake {
+    _dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    state: Arc<State>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Fake {
+    /// Starts a fake serving `driver` with `alpha` (running, id 1) and `beta` (shut off).
+    pub async fn start(driver: &str) -> Fake {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("vmgate-sock");
+        let listener = UnixListener::bind(&socket).expect("bind");
+        let state = Arc::new(State {
+            driver: driver.to_owned(),
+            versions: AtomicUsize::new(0),
+            domains: Mutex::new(vec![
+                DomainSummary {
+                    id: 1,
+                    name: "alpha".into(),
+                    uuid: ALPHA_UUID.into(),
+                    state: DomainState::Running.into(),
+                    autostart: true,
+                },
+                DomainSummary {
+                    id: 0,
+                    name: "beta".into(),
+                    uuid: BETA_UUID.into(),
+                    state: DomainState::ShutOff.into(),
+                    autostart: false,
+                },
+            ]),
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tonic::transport::Server::builder()
+            .add_service(AdminServer::new(FakeAdmin(state.clone())))
+            .add_service(DomainServer::new(FakeDomain(state.clone())));
+        let task = tokio::spawn(async move {
+            let incoming = UnixListenerStream::new(listener);
+            let _ = server
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Fake {
+            _dir: dir,
+            socket,
+            state,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// `test+unix:///default?socket=...` (or the qemu form) for this fake.
+    pub fn uri(&self, driver: &str) -> String {
+        let path = if driver == "qemu" {
+            "system"
+        } else {
+            "default"
+        };
+        format!("{driver}+unix:///{path}?socket={}", self.socket.display())
+    }
+
+    /// How many connections did the version handshake.
+    pub fn handshakes(&self) -> usize {
+        self.state.versions.load(Ordering::SeqCst)
+    }
+
+    /// Stops serving and waits until the server has shut down.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+struct FakeAdmin(Arc<State>);
+
+#[tonic::async_trait]
+impl Admin for FakeAdmin {
+    async fn version(&self, _: Request<Empty>) -> Result<Response<VersionReply>, Status> {
+        self.0.versions.fetch_add(1, Ordering::SeqCst);
+        Ok(Response::new(VersionReply {
+            daemon_version: "0.1.0".into(),
+            driver: self.0.driver.clone(),
+            hypervisor_version: "0.1.0".into(),
+            hostname: "fakehost".into(),
+            readonly: false,
+        }))
+    }
+}
+
+struct FakeDomain(Arc<State>);
+
+impl FakeDomain {
+    fn find(&self, key: &str) -> Result<DomainSummary, Status> {
+        let domains = self.0.domains.lock().expect("lock");
+        domains
+            .iter()
+            .find(|d| d.name == key || d.uuid == key)
+            .cloned()
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "domain '{key}' not found; list them with vmgate list --all"
+                ))
+            })
+    }
+
+    /// Applies `change` to the domain `key` names and answers with its info.
+    fn change(
+        &self,
+        key: &str,
+        change: impl FnOnce(&mut DomainSummary) -> Result<(), Status>,
+    ) -> Result<Response<DomainInfo>, Status> {
+        let found = self.find(key)?;
+        let mut domains = self.0.domains.lock().expect("lock");
+        let d = domains
+            .iter_mut()
+            .find(|d| d.uuid == found.uuid)
+            .ok_or_else(|| Status::not_found("gone"))?;
+        change(d)?;
+        Ok(Response::new(info_of(d)))
+    }
+}
+
+fn info_of(d: &DomainSummary) -> DomainInfo {
+    let running = d.id != 0;
+    DomainInfo {
+        summary: Some(d.clone()),
+        memory_mib: 128,
+        vcpus: 1,
+        cpu_time_ns: if running { 2_000_000_000 } else { 0 },
+        state_reason: if running { "booted" } else { "shutdown" }.into(),
+        display: running.then(|| vmgate_proto::v1::Display {
+            kind: "vnc".into(),
+            host: "127.0.0.1".into(),
+            port: 5900,
+            socket_path: String::new(),
+        }),
+    }
+}
+
+fn set_state(d: &mut DomainSummary, id: u32, state: DomainState) {
+    d.id = id;
+    d.state = state.into();
+}
+
+#[tonic::async_trait]
+impl Domain for FakeDomain {
+    async fn define(&self, r: Request<DefineRequest>) -> Result<Response<DefineReply>, Status> {
+        let r = r.into_inner();
+        let name = r
+            .toml
+            .lines()
+            .find_map(|l| l.strip_prefix("name = "))
+            .map(|n| n.trim_matches('"').to_owned())
+            .ok_or_else(|| Status::invalid_argument(format!("{}: name is missing", r.source)))?;
+        let d = DomainSummary {
+            id: 0,
+            name,
+            uuid: "11111111-2222-4333-8444-555555555555".into(),
+            state: DomainState::ShutOff.into(),
+            autostart: false,
+        };
+        self.0.domains.lock().expect("lock").push(d.clone());
+        Ok(Response::new(DefineReply {
+            domain: Some(d),
+            created: true,
+        }))
+    }
+
+    async fn undefine(&self, r: Request<DomainRef>) -> Result<Response<Empty>, Status> {
+        let d = self.find(&r.into_inner().key)?;
+        self.0
+            .domains
+            .lock()
+            .expect("lock")
+            .retain(|x| x.uuid != d.uuid);
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn list(&self, r: Request<ListRequest>) -> Result<Response<ListReply>, Status> {
+        let filter = r.into_inner().filter();
+        let domains = self.0.domains.lock().expect("lock");
+        let domains = domains
+            .iter()
+            .filter(|d| match filter {
+                ListFilter::All => true,
+                ListFilter::Active => d.id != 0,
+                ListFilter::Inactive => d.id == 0,
+            })
+            .cloned()
+            .collect();
+        Ok(Response::new(ListReply { domains }))
+    }
+
+    async fn lookup(&self, r: Request<DomainRef>) -> Result<Response<DomainSummary>, Status> {
+        self.find(&r.into_inner().key).map(Response::new)
+    }
+
+    async fn info(&self, r: Request<DomainRef>) -> Result<Response<DomainInfo>, Status> {
+        self.find(&r.into_inner().key)
+            .map(|d| Response::new(info_of(&d)))
+    }
+
+    async fn start(&self, r: Request<DomainRef>) -> Result<Response<DomainInfo>, Status> {
+        self.change(&r.into_inner().key, |d| {
+            if d.id != 0 {
+                return Err(Status::failed_precondition(format!(
+                    "domain '{}' is already running",
+                    d.name
+                )));
+            }
+            set_state(d, 7, DomainState::Running);
+            Ok(())
+        })
+    }
+
+    async fn shutdown(&self, r: Request<ShutdownRequest>) -> Result<Response<DomainInfo>, Status> {
+        let r = r.into_inner();
+        let key = r.domain.map(|d| d.key).unwrap_or_default();
+        self.change(&key, |d| {
+            if r.wait {
+                set_state(d, 0, DomainState::ShutOff);
+            }
+            Ok(())
+        })
+    }
+
+    async fn destroy(&self, r: Request<DomainRef>) -> Result<Response<DomainInfo>, Status> {
+        self.change(&r.into_inner().key, |d| {
+            set_state(d, 0, DomainState::ShutOff);
+            Ok(())
+        })
+    }
+
+    async fn reboot(&self, r: Request<DomainRef>) -> Result<Response<DomainInfo>, Status> {
+        self.change(&r.into_inner().key, |_| Ok(()))
+    }
+
+    async fn reset(&self, r: Request<DomainRef>) -> Result<Response<DomainInfo>, Status> {
+        self.change(&r.into_inner().key, |_| Ok(()))
+    }
+
+    async fn suspend(&self, r: Request<DomainRef>) -> Result<Response<DomainInfo>, Status> {
+        self.change(&r.into_inner().key, |d| {
+            d.state = DomainState::Paused.into();
+            Ok(())
+        })
+    }
+
+    async fn resume(&self, r: Request<DomainRef>) -> Result<Response<DomainInfo>, Status> {
+        self.change(&r.into_inner().key, |d| {
+            d.state = DomainState::Running.into();
+            Ok(())
+        })
+    }
+
+    async fn set_autostart(
+        &self,
+        r: Request<AutostartRequest>,
+    ) -> Result<Response<DomainSummary>, Status> {
+        let r = r.into_inner();
+        let key = r.domain.map(|d| d.key).unwrap_or_default();
+        let info = self.change(&key, |d| {
+            d.autostart = r.enable;
+            Ok(())
+        })?;
+        let summary = info
+            .into_inner()
+            .summary
+            .ok_or_else(|| Status::internal("no summary"))?;
+        Ok(Response::new(summary))
+    }
+
+    async fn get_definition(&self, r: Request<DomainRef>) -> Result<Response<Definition>, Status> {
+        let d = self.find(&r.into_inner().key)?;
+        Ok(Response::new(Definition {
+            toml: format!("name = \"{}\"", d.name),
+        }))
+    }
+
+    async fn get_secure_definition(
+        &self,
+        r: Request<DomainRef>,
+    ) -> Result<Response<Definition>, Status> {
+        let d = self.find(&r.into_inner().key)?;
+        Ok(Response::new(Definition {
+            toml: format!("name = \"{}\"\n[graphics]\npasswd = \"secret\"\n", d.name),
+        }))
+    }
+}

@@ -1,0 +1,35 @@
+//! The core's errors. Each names the domain and the way out; `rpc::status` maps them to
+//! gRPC codes in one place.
+
+use super::state::{DomainState, Operation};
+use crate::{driver::DriverError, store::StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("Domain '{0}' not found (no domain has that name, UUID or id); see vmgate list --all")]
+    NoDomain(String),
+    #[error("{0}")]
+    InvalidDefinition(String),
+    #[error(
+        "Domain '{name}' already exists with UUID {uuid}; to update it, put uuid = \"{uuid}\" in the definition"
+    )]
+    NameTaken { name: String, uuid: uuid::Uuid },
+    #[error(
+        "UUID {uuid} already belongs to domain '{name}'; a definition cannot rename a domain, remove the uuid line to define a new one"
+    )]
+    UuidTaken { uuid: uuid::Uuid, name: String },
+    #[error("Cannot {op} domain '{name}': it is {state}; {hint}", hint = state.hint(*op))]
+    WrongState {
+        name: String,
+        state: DomainState,
+        op: Operation,
+    },
+    #[error(
+        "Domain '{name}' did not power off within {secs} s; use --force to destroy it after the timeout"
+    )]
+    ShutdownTimeout { name: String, secs: u64 },
+    #[error("Domain '{name}': {error}")]
+    Driver { name: String, error: DriverError },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

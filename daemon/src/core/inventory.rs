@@ -1,0 +1,355 @@
+//! The inventory of defined domains and the definition operations: define (create or
+//! update), undefine, lookup by name, UUID or id, list, autostart. Definitions are written
+//! to the store before memory changes, so a failed write leaves everything as it was.
+//!
+//! Locking: `domains` (a std RwLock, never held across an await) maps names and UUIDs to
+//! slots; `define_lock` serializes changes to that map; each slot's `op` lock serializes the
+//! lifecycle operations of one domain, and its `data` mutex guards its fields briefly.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, atomic::AtomicU32},
+    time::Duration,
+};
+
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use vmgate_config::domain::{DomainDef, check_socket_path};
+
+use super::{
+    CoreError,
+    state::{DomainState, Operation, StateReason},
+};
+use crate::{
+    driver::{Driver, Guest},
+    shutdown::Shutdown,
+    store::{DomainRecord, Store},
+};
+
+/// What the manager needs to know about the host.
+#[derive(Clone, Debug)]
+pub struct ManagerOptions {
+    /// Where per-guest sockets are derived from; their length is checked at define time.
+    pub unix_sock_dir: PathBuf,
+}
+
+/// Which domains `list` returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListFilter {
+    Active,
+    Inactive,
+    All,
+}
+
+/// A domain as callers see it at one moment.
+#[derive(Clone, Debug)]
+pub struct DomainView {
+    pub id: Option<u32>,
+    pub name: String,
+    pub uuid: Uuid,
+    pub state: DomainState,
+    pub reason: StateReason,
+    pub autostart: bool,
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    pub cpu_time: Duration,
+}
+
+/// Owns every domain.
+pub struct Manager {
+    domains: RwLock<Inventory>,
+    define_lock: tokio::sync::Mutex<()>,
+    pub(super) store: Store,
+    pub(super) driver: Arc<dyn Driver>,
+    options: ManagerOptions,
+    pub(super) next_id: AtomicU32,
+    pub(super) shutdown: Shutdown,
+}
+
+#[derive(Default)]
+struct Inventory {
+    by_uuid: HashMap<Uuid, Arc<Slot>>,
+    by_name: HashMap<String, Uuid>,
+}
+
+/// One domain: its definition, state and, while active, its run.
+pub(super) struct Slot {
+    pub(super) uuid: Uuid,
+    pub(super) op: tokio::sync::Mutex<()>,
+    data: Mutex<SlotData>,
+}
+
+pub(super) struct SlotData {
+    /// The persistent definition; a running guest keeps the one it started with in `run`.
+    pub(super) def: DomainDef,
+    pub(super) autostart: bool,
+    pub(super) state: DomainState,
+    pub(super) reason: StateReason,
+    pub(super) run: Option<Run>,
+}
+
+/// A running (or paused) guest.
+pub(super) struct Run {
+    pub(super) id: u32,
+    pub(super) guest: Arc<dyn Guest>,
+    pub(super) def: DomainDef,
+    /// Stops the task that follows the guest's status.
+    pub(super) watcher: CancellationToken,
+}
+
+impl Slot {
+    fn new(uuid: Uuid, def: DomainDef, autostart: bool) -> Slot {
+        Slot {
+            uuid,
+            op: tokio::sync::Mutex::new(()),
+            data: Mutex::new(SlotData {
+                def,
+                autostart,
+                state: DomainState::ShutOff,
+                reason: StateReason::Unknown,
+                run: None,
+            }),
+        }
+    }
+
+    pub(super) fn data(&self) -> MutexGuard<'_, SlotData> {
+        self.data.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn view(&self) -> DomainView {
+        let d = self.data();
+        let def = d.run.as_ref().map_or(&d.def, |run| &run.def);
+        DomainView {
+            id: d.run.as_ref().map(|run| run.id),
+            name: d.def.name.clone(),
+            uuid: self.uuid,
+            state: d.state,
+            reason: d.reason,
+            autostart: d.autostart,
+            memory_mib: def.memory_mib,
+            vcpus: def.vcpus,
+            cpu_time: d
+                .run
+                .as_ref()
+                .map(|run| run.guest.cpu_time())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Fails with the state's own hint unless the domain's state allows `op`.
+    pub(super) fn check(&self, op: Operation) -> Result<(), CoreError> {
+        let d = self.data();
+        if d.state.allows(op) {
+            Ok(())
+        } else {
+            Err(CoreError::WrongState {
+                name: d.def.name.clone(),
+                state: d.state,
+                op,
+            })
+        }
+    }
+}
+
+impl Manager {
+    /// Loads every stored definition; all domains start shut off.
+    pub async fn load(
+        store: Store,
+        driver: Arc<dyn Driver>,
+        options: ManagerOptions,
+        shutdown: Shutdown,
+    ) -> Result<Manager, CoreError> {
+        let mut inventory = Inventory::default();
+        for rec in store.domains().await? {
+            let def = DomainDef::parse(&rec.definition, &format!("stored domain {}", rec.name))
+                .map_err(|e| {
+                    CoreError::InvalidDefinition(format!(
+                        "The stored definition of '{}' no longer parses: {e}",
+                        rec.name
+                    ))
+                })?;
+            inventory.by_name.insert(rec.name.clone(), rec.uuid);
+            inventory
+                .by_uuid
+                .insert(rec.uuid, Arc::new(Slot::new(rec.uuid, def, rec.autostart)));
+        }
+        Ok(Manager {
+            domains: RwLock::new(inventory),
+            define_lock: tokio::sync::Mutex::new(()),
+            store,
+            driver,
+            options,
+            next_id: AtomicU32::new(1),
+            shutdown,
+        })
+    }
+
+    pub fn driver_name(&self) -> &'static str {
+        self.driver.name()
+    }
+
+    pub fn hypervisor_version(&self) -> String {
+        self.driver.hypervisor_version()
+    }
+
+    fn inventory(&self) -> std::sync::RwLockReadGuard<'_, Inventory> {
+        self.domains.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn inventory_mut(&self) -> std::sync::RwLockWriteGuard<'_, Inventory> {
+        self.domains.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Finds a domain by name, then UUID, then the id of its current run.
+    pub(super) fn resolve(&self, key: &str) -> Result<Arc<Slot>, CoreError> {
+        let inv = self.inventory();
+        let by_uuid = |uuid: &Uuid| inv.by_uuid.get(uuid).cloned();
+        if let Some(slot) = inv.by_name.get(key).and_then(by_uuid) {
+            return Ok(slot);
+        }
+        if let Some(slot) = Uuid::parse_str(key).ok().as_ref().and_then(by_uuid) {
+            return Ok(slot);
+        }
+        if let Ok(id) = key.parse::<u32>()
+            && let Some(slot) = inv
+                .by_uuid
+                .values()
+                .find(|s| s.data().run.as_ref().is_some_and(|r| r.id == id))
+        {
+            return Ok(slot.clone());
+        }
+        Err(CoreError::NoDomain(key.to_owned()))
+    }
+
+    pub fn lookup(&self, key: &str) -> Result<DomainView, CoreError> {
+        Ok(self.resolve(key)?.view())
+    }
+
+    /// Running guests first by id, then the others by name, as `virsh list --all` orders them.
+    pub fn list(&self, filter: ListFilter) -> Vec<DomainView> {
+        let mut views: Vec<DomainView> = self
+            .inventory()
+            .by_uuid
+            .values()
+            .map(|slot| slot.view())
+            .filter(|v| match filter {
+                ListFilter::All => true,
+                ListFilter::Active => v.state.is_active(),
+                ListFilter::Inactive => !v.state.is_active(),
+            })
+            .collect();
+        views.sort_by(|a, b| (a.id.is_none(), a.id, &a.name).cmp(&(b.id.is_none(), b.id, &b.name)));
+        views
+    }
+
+    /// The persistent definition as TOML, with or without secrets.
+    pub fn definition(&self, key: &str, include_secrets: bool) -> Result<String, CoreError> {
+        let slot = self.resolve(key)?;
+        let mut def = slot.data().def.clone();
+        def.uuid = Some(slot.uuid);
+        Ok(def.to_toml(include_secrets))
+    }
+
+    /// Creates a domain, or updates the one with the same name and UUID (a running guest
+    /// picks the change up at its next start). Returns the domain and whether it is new.
+    pub async fn define(&self, text: &str, source: &str) -> Result<(DomainView, bool), CoreError> {
+        let mut def = DomainDef::parse(text, source)
+            .map_err(|e| CoreError::InvalidDefinition(e.to_string()))?;
+        self.check_derived_paths(&def)?;
+        let _define = self.define_lock.lock().await;
+        let (named, owner_of_uuid) = {
+            let inv = self.inventory();
+            let named = inv.by_name.get(&def.name).copied();
+            let owner = def
+                .uuid
+                .and_then(|u| inv.by_uuid.get(&u).map(|s| s.data().def.name.clone()));
+            (named, owner)
+        };
+        match (named, def.uuid) {
+            (Some(existing), Some(given)) if existing == given => {
+                self.store
+                    .upsert_domain(&record(existing, &def, false))
+                    .await?;
+                let slot = self.resolve(&def.name)?;
+                slot.data().def = def;
+                Ok((slot.view(), false))
+            }
+            (Some(existing), _) => Err(CoreError::NameTaken {
+                name: def.name,
+                uuid: existing,
+            }),
+            (None, Some(given)) if owner_of_uuid.is_some() => Err(CoreError::UuidTaken {
+                uuid: given,
+                name: owner_of_uuid.unwrap_or_default(),
+            }),
+            (None, given) => {
+                let uuid = given.unwrap_or_else(Uuid::new_v4);
+                def.uuid = Some(uuid);
+                self.store.upsert_domain(&record(uuid, &def, false)).await?;
+                let slot = Arc::new(Slot::new(uuid, def.clone(), false));
+                let mut inv = self.inventory_mut();
+                inv.by_name.insert(def.name, uuid);
+                inv.by_uuid.insert(uuid, slot.clone());
+                Ok((slot.view(), true))
+            }
+        }
+    }
+
+    /// Removes a shut-off domain's definition.
+    pub async fn undefine(&self, key: &str) -> Result<DomainView, CoreError> {
+        let slot = self.resolve(key)?;
+        let _op = slot.op.lock().await;
+        slot.check(Operation::Undefine)?;
+        let _define = self.define_lock.lock().await;
+        self.store.delete_domain(slot.uuid).await?;
+        let view = slot.view();
+        let mut inv = self.inventory_mut();
+        inv.by_name.remove(&view.name);
+        inv.by_uuid.remove(&slot.uuid);
+        Ok(view)
+    }
+
+    pub async fn set_autostart(&self, key: &str, enable: bool) -> Result<DomainView, CoreError> {
+        let slot = self.resolve(key)?;
+        let _op = slot.op.lock().await;
+        self.store.set_autostart(slot.uuid, enable).await?;
+        slot.data().autostart = enable;
+        Ok(slot.view())
+    }
+
+    /// Names of the shut-off domains marked autostart.
+    pub(super) fn autostart_candidates(&self) -> Vec<String> {
+        self.list(ListFilter::Inactive)
+            .into_iter()
+            .filter(|v| v.autostart)
+            .map(|v| v.name)
+            .collect()
+    }
+
+    pub(super) fn slots(&self) -> Vec<Arc<Slot>> {
+        self.inventory().by_uuid.values().cloned().collect()
+    }
+
+    /// Every socket path the daemon may derive from a domain name must fit `sun_path`.
+    fn check_derived_paths(&self, def: &DomainDef) -> Result<(), CoreError> {
+        let dir = &self.options.unix_sock_dir;
+        let paths = [
+            dir.join("vnc").join(format!("{}.sock", def.name)),
+            dir.join("qemu").join(&def.name).join("qmp.sock"),
+        ];
+        for path in &paths {
+            check_socket_path(path).map_err(|e| CoreError::InvalidDefinition(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+fn record(uuid: Uuid, def: &DomainDef, autostart: bool) -> DomainRecord {
+    DomainRecord {
+        uuid,
+        name: def.name.clone(),
+        definition: def.to_toml(true),
+        autostart,
+    }
+}

@@ -1,0 +1,12 @@
+//! The core: domains, their definitions and state machine, and the operations on them. It
+//! owns the in-memory inventory, persists definitions through `store`, and runs guests
+//! through a `driver`. It knows nothing of gRPC: `rpc` converts requests into calls here.
+
+mod error;
+mod inventory;
+mod lifecycle;
+pub mod state;
+
+pub use error::CoreError;
+pub use inventory::{DomainView, ListFilter, Manager, ManagerOptions};
+pub use lifecycle::{GuestAction, ShutdownWait};

@@ -1,0 +1,75 @@
+//! Drivers run guests. A `Driver` starts a guest from its definition and hands back a
+//! `Guest` handle; the core never learns how (in-process for `test`, a supervised QEMU
+//! process for `qemu`). A guest reports its status on a watch channel, so the core sees
+//! stops it did not ask for (a guest powering itself off, a crash) the same way as the
+//! ones it did.
+
+pub mod test;
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use vmgate_config::domain::DomainDef;
+
+/// Why a guest stopped, as the driver saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopCause {
+    /// The guest powered off (ACPI shutdown, or the test driver's shutdown).
+    Shutdown,
+    /// Destroyed on request.
+    Destroyed,
+    /// It died without being asked to.
+    Crashed,
+    /// The daemon is stopping and the guest cannot outlive it.
+    DaemonStopped,
+}
+
+/// What a running guest is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestStatus {
+    Running,
+    Paused,
+    Stopped(StopCause),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("{0}")]
+    StartFailed(String),
+    #[error("The guest is no longer running")]
+    Gone,
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Starts guests.
+#[async_trait]
+pub trait Driver: Send + Sync + 'static {
+    /// The URI scheme this driver answers to: "test" or "qemu".
+    fn name(&self) -> &'static str;
+    fn hypervisor_version(&self) -> String;
+    /// Whether guests keep running when the daemon stops (QEMU processes do, test guests
+    /// live inside the daemon and do not).
+    fn guests_outlive_daemon(&self) -> bool;
+    async fn start(&self, def: &DomainDef) -> Result<Arc<dyn Guest>, DriverError>;
+}
+
+/// A running guest. Every operation returns once the request is made; the effect shows in
+/// `status()` (at once for the test driver, when the guest acts for QEMU).
+#[async_trait]
+pub trait Guest: Send + Sync + 'static {
+    fn status(&self) -> watch::Receiver<GuestStatus>;
+    /// Guest-cooperative power off (ACPI power button).
+    async fn shutdown(&self) -> Result<(), DriverError>;
+    /// Hard stop.
+    async fn destroy(&self) -> Result<(), DriverError>;
+    /// Guest-cooperative reboot.
+    async fn reboot(&self) -> Result<(), DriverError>;
+    /// Hard reset.
+    async fn reset(&self) -> Result<(), DriverError>;
+    async fn suspend(&self) -> Result<(), DriverError>;
+    async fn resume(&self) -> Result<(), DriverError>;
+    /// CPU time used by this run.
+    fn cpu_time(&self) -> Duration;
+}

@@ -1,0 +1,98 @@
+//! Host setup at start: the daemon's directories, its umask, and its open-file limit.
+//! Every error names the path and what to do about it.
+
+use std::{
+    fs, io,
+    os::unix::fs::{DirBuilderExt, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+#[derive(Debug, thiserror::Error)]
+#[error("Cannot create {what} {path}: {source}; create it by hand or point {key} elsewhere")]
+pub struct DirError {
+    what: &'static str,
+    key: &'static str,
+    path: PathBuf,
+    #[source]
+    source: io::Error,
+}
+
+/// Creates `path` (and parents) with `mode` if it is missing. An existing directory keeps
+/// its mode: the operator may have chosen it.
+pub fn ensure_dir(
+    path: &Path,
+    mode: u32,
+    what: &'static str,
+    key: &'static str,
+) -> Result<(), DirError> {
+    let err = |source| DirError {
+        what,
+        key,
+        path: path.to_owned(),
+        source,
+    };
+    if path.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(err)?;
+    // The umask may have narrowed it; make it exactly what was asked.
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(err)
+}
+
+/// Files the daemon creates are private unless it says otherwise (sockets get their
+/// configured modes explicitly).
+pub fn set_private_umask() {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+}
+
+/// Raises the soft open-file limit to the hard limit: every console session and API
+/// client holds descriptors.
+pub fn raise_nofile_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open-file limit"),
+            Err(e) => tracing::warn!("cannot raise the open-file limit from {soft}: {e}"),
+        },
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot read the open-file limit: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_missing_directories_with_the_mode_asked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a/b");
+        ensure_dir(&path, 0o700, "state directory", "state_dir").expect("create");
+        let mode = fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn impossible_directory_names_itself_and_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("file");
+        fs::write(&file, b"x").expect("write");
+        let err = ensure_dir(
+            &file.join("sub"),
+            0o755,
+            "socket directory",
+            "unix_sock_dir",
+        )
+        .expect_err("a file is in the way");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("socket directory") && msg.contains("unix_sock_dir"),
+            "{msg}"
+        );
+        assert!(msg.contains(&file.display().to_string()), "{msg}");
+    }
+}

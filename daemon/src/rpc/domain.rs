@@ -1,0 +1,143 @@
+//! The `Domain` service: each method converts its request, calls the core, and converts
+//! the answer back. Permissions were checked by the auth layer before any of this runs.
+
+use std::{sync::Arc, time::Duration};
+
+use tonic::{Request, Response, Status};
+use vmgate_proto::v1::{self as pb, domain_server::Domain};
+
+use super::{convert::domain_key, status::invalid};
+use crate::core::{GuestAction, Manager, ShutdownWait};
+
+/// The largest definition `define` accepts; real ones are a few hundred bytes.
+const MAX_DEFINITION_BYTES: usize = 1 << 20;
+
+/// How long `shutdown --wait` waits when the caller gives no timeout.
+const DEFAULT_SHUTDOWN_WAIT: Duration = Duration::from_secs(120);
+
+pub struct DomainService {
+    pub manager: Arc<Manager>,
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+impl DomainService {
+    async fn act(&self, req: Request<pb::DomainRef>, action: GuestAction) -> Reply<pb::DomainInfo> {
+        let key = domain_key(Some(req.get_ref()))?;
+        let view = self.manager.act(key, action).await?;
+        Ok(Response::new((&view).into()))
+    }
+}
+
+#[tonic::async_trait]
+impl Domain for DomainService {
+    async fn define(&self, req: Request<pb::DefineRequest>) -> Reply<pb::DefineReply> {
+        let req = req.into_inner();
+        if req.toml.len() > MAX_DEFINITION_BYTES {
+            return Err(invalid(format!(
+                "The definition is {} bytes; at most {MAX_DEFINITION_BYTES} are accepted",
+                req.toml.len()
+            )));
+        }
+        let source = if req.source.is_empty() {
+            "definition"
+        } else {
+            &req.source
+        };
+        let (view, created) = self.manager.define(&req.toml, source).await?;
+        Ok(Response::new(pb::DefineReply {
+            domain: Some((&view).into()),
+            created,
+        }))
+    }
+
+    async fn undefine(&self, req: Request<pb::DomainRef>) -> Reply<pb::Empty> {
+        self.manager
+            .undefine(domain_key(Some(req.get_ref()))?)
+            .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn list(&self, req: Request<pb::ListRequest>) -> Reply<pb::ListReply> {
+        let filter = req.get_ref().filter();
+        let domains = self
+            .manager
+            .list(filter.into())
+            .iter()
+            .map(Into::into)
+            .collect();
+        Ok(Response::new(pb::ListReply { domains }))
+    }
+
+    async fn lookup(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainSummary> {
+        let view = self.manager.lookup(domain_key(Some(req.get_ref()))?)?;
+        Ok(Response::new((&view).into()))
+    }
+
+    async fn info(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
+        let view = self.manager.lookup(domain_key(Some(req.get_ref()))?)?;
+        Ok(Response::new((&view).into()))
+    }
+
+    async fn start(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
+        let view = self.manager.start(domain_key(Some(req.get_ref()))?).await?;
+        Ok(Response::new((&view).into()))
+    }
+
+    async fn shutdown(&self, req: Request<pb::ShutdownRequest>) -> Reply<pb::DomainInfo> {
+        let req = req.into_inner();
+        let key = domain_key(req.domain.as_ref())?;
+        let wait = req.wait.then(|| ShutdownWait {
+            timeout: match req.timeout_secs {
+                0 => DEFAULT_SHUTDOWN_WAIT,
+                secs => Duration::from_secs(secs.into()),
+            },
+            force: req.force,
+        });
+        let view = self.manager.shutdown(key, wait).await?;
+        Ok(Response::new((&view).into()))
+    }
+
+    async fn destroy(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
+        self.act(req, GuestAction::Destroy).await
+    }
+
+    async fn reboot(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
+        self.act(req, GuestAction::Reboot).await
+    }
+
+    async fn reset(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
+        self.act(req, GuestAction::Reset).await
+    }
+
+    async fn suspend(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
+        self.act(req, GuestAction::Suspend).await
+    }
+
+    async fn resume(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
+        self.act(req, GuestAction::Resume).await
+    }
+
+    async fn set_autostart(&self, req: Request<pb::AutostartRequest>) -> Reply<pb::DomainSummary> {
+        let req = req.get_ref();
+        let view = self
+            .manager
+            .set_autostart(domain_key(req.domain.as_ref())?, req.enable)
+            .await?;
+        Ok(Response::new((&view).into()))
+    }
+
+    async fn get_definition(&self, req: Request<pb::DomainRef>) -> Reply<pb::Definition> {
+        let toml = self
+            .manager
+            .definition(domain_key(Some(req.get_ref()))?, false)?;
+        Ok(Response::new(pb::Definition { toml }))
+    }
+
+    async fn get_secure_definition(&self, req: Request<pb::DomainRef>) -> Reply<pb::Definition> {
+        let toml = self
+            .manager
+            .definition(domain_key(Some(req.get_ref()))?, true)?;
+        Ok(Response::new(pb::Definition { toml }))
+    }
+}

@@ -1,0 +1,303 @@
+//! The UNIX socket listeners: safe removal of stale sockets (refusing when another daemon
+//! is live on one), modes and group from the config, peer credentials at accept, and the
+//! `max_clients` bound shared by every listener. Accepted connections go to one channel
+//! that the gRPC server reads.
+
+use std::{
+    fs,
+    io::{self, ErrorKind},
+    os::unix::fs::{FileTypeExt, PermissionsExt},
+    path::{Path, PathBuf},
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{UnixListener, UnixStream},
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
+};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::Connected;
+
+use crate::auth::UnixPeer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error(
+        "Another vmgated is already serving on {0}; stop it first, or give this one another unix_sock_dir"
+    )]
+    InUse(PathBuf),
+    #[error(
+        "{0} exists and is not a socket; refusing to remove it (move it away or change unix_sock_dir)"
+    )]
+    NotASocket(PathBuf),
+    #[error("Cannot bind {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("Cannot set mode {mode:04o} on {path}: {source}")]
+    Mode {
+        path: PathBuf,
+        mode: u32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("Unknown unix_sock_group {0:?}: no such group on this host")]
+    UnknownGroup(String),
+    #[error("Cannot give {path} to group {group}: {source}")]
+    Group {
+        path: PathBuf,
+        group: String,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+/// One socket to serve.
+#[derive(Clone, Debug)]
+pub struct SocketSpec {
+    pub path: PathBuf,
+    pub mode: u32,
+    pub group: Option<String>,
+    pub readonly: bool,
+}
+
+/// A bound socket, removed from the filesystem when dropped.
+pub struct BoundSocket {
+    listener: UnixListener,
+    spec: SocketSpec,
+}
+
+impl Drop for BoundSocket {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.spec.path);
+    }
+}
+
+/// Binds `spec.path`, removing a stale socket left by a daemon that died, but refusing if a
+/// live one answers there.
+pub fn bind(spec: SocketSpec) -> Result<BoundSocket, ListenError> {
+    let path = &spec.path;
+    remove_stale(path)?;
+    let listener = UnixListener::bind(path).map_err(|source| ListenError::Bind {
+        path: path.clone(),
+        source,
+    })?;
+    let bound = BoundSocket { listener, spec };
+    let path = &bound.spec.path;
+    if let Some(group) = &bound.spec.group {
+        let gid = nix::unistd::Group::from_name(group)
+            .ok()
+            .flatten()
+            .ok_or_else(|| ListenError::UnknownGroup(group.clone()))?
+            .gid;
+        nix::unistd::chown(path, None, Some(gid)).map_err(|source| ListenError::Group {
+            path: path.clone(),
+            group: group.clone(),
+            source,
+        })?;
+    }
+    let mode = bound.spec.mode;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|source| {
+        ListenError::Mode {
+            path: path.clone(),
+            mode,
+            source,
+        }
+    })?;
+    Ok(bound)
+}
+
+fn remove_stale(path: &Path) -> Result<(), ListenError> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(ListenError::Bind {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    if !meta.file_type().is_socket() {
+        return Err(ListenError::NotASocket(path.to_owned()));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(ListenError::InUse(path.to_owned())),
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused || e.kind() == ErrorKind::NotFound => {
+            tracing::info!(path = %path.display(), "removing stale socket");
+            match fs::remove_file(path) {
+                Err(e) if e.kind() != ErrorKind::NotFound => Err(ListenError::Bind {
+                    path: path.to_owned(),
+                    source: e,
+                }),
+                _ => Ok(()),
+            }
+        }
+        Err(source) => Err(ListenError::Bind {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// An accepted connection: the stream, who is on the other end, and its client slot.
+pub struct UnixConn {
+    stream: UnixStream,
+    peer: UnixPeer,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Connected for UnixConn {
+    type ConnectInfo = UnixPeer;
+
+    fn connect_info(&self) -> UnixPeer {
+        self.peer.clone()
+    }
+}
+
+impl AsyncRead for UnixConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for UnixConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// Accepts on `socket` until `stop`, sending connections to `out`. Over `clients`' limit a
+/// connection is closed at once, as libvirtd drops clients over max_clients.
+pub async fn accept_loop(
+    socket: BoundSocket,
+    clients: Arc<Semaphore>,
+    out: mpsc::Sender<UnixConn>,
+    stop: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = socket.listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(path = %socket.spec.path.display(), "accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = clients.clone().try_acquire_owned() else {
+            tracing::warn!("too many clients (max_clients); dropping a connection");
+            continue;
+        };
+        let peer = match peer_of(&stream, socket.spec.readonly) {
+            Ok(peer) => peer,
+            Err(e) => {
+                tracing::warn!("cannot read peer credentials: {e}");
+                continue;
+            }
+        };
+        tracing::debug!(uid = peer.uid, pid = ?peer.pid, readonly = peer.readonly, "client connected");
+        if out
+            .send(UnixConn {
+                stream,
+                peer,
+                _slot: slot,
+            })
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    // Dropping `socket` here removes the socket file: new clients are refused at once.
+}
+
+fn peer_of(stream: &UnixStream, readonly: bool) -> io::Result<UnixPeer> {
+    let cred = stream.peer_cred()?;
+    let pid = cred.pid();
+    Ok(UnixPeer {
+        uid: cred.uid(),
+        gid: cred.gid(),
+        pid,
+        pid_start_time: pid.and_then(process_start_time),
+        readonly,
+    })
+}
+
+/// Field 22 of /proc/PID/stat (after the parenthesised command name, which may hold spaces).
+fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    after_comm.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_of_this_process_is_readable() {
+        let me = std::process::id() as i32;
+        assert!(process_start_time(me).is_some_and(|t| t > 0));
+    }
+
+    #[tokio::test]
+    async fn stale_socket_is_replaced_and_live_one_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s");
+        let spec = SocketSpec {
+            path: path.clone(),
+            mode: 0o700,
+            group: None,
+            readonly: false,
+        };
+        // A socket file nobody listens on: stale.
+        drop(std::os::unix::net::UnixListener::bind(&path).expect("bind"));
+        assert!(path.exists());
+        let live = bind(spec.clone()).expect("stale socket replaced");
+        let mode = fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert!(matches!(bind(spec.clone()), Err(ListenError::InUse(_))));
+        drop(live);
+        assert!(!path.exists(), "dropping the socket removes it");
+        fs::write(&path, b"not a socket").expect("write");
+        assert!(matches!(bind(spec), Err(ListenError::NotASocket(_))));
+    }
+}

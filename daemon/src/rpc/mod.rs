@@ -1,0 +1,79 @@
+//! Transport only: the listeners, one file per gRPC service, the error -> status mapping
+//! and the wire conversions. Nothing here touches the store, the driver or the
+//! filesystem beyond the sockets themselves.
+
+mod admin;
+mod convert;
+mod domain;
+pub mod listen;
+mod status;
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::{StreamExt, wrappers::ReceiverStream};
+use tonic::transport::Server;
+use vmgate_proto::v1::{admin_server::AdminServer, domain_server::DomainServer};
+
+use crate::{auth::AuthLayer, core::Manager, shutdown::Shutdown};
+use listen::BoundSocket;
+
+/// How long in-flight calls get to finish once shutdown starts.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Limits that apply to API clients.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientLimits {
+    /// Connections at once over every socket (`max_clients`).
+    pub max_clients: usize,
+    /// Calls in flight at once on one connection (`max_client_requests`).
+    pub max_client_requests: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("The API server failed: {0}")]
+pub struct ServeError(#[from] tonic::transport::Error);
+
+/// Serves the API on `sockets` until shutdown is triggered, then stops accepting (removing
+/// the socket files), lets in-flight calls finish and returns.
+pub async fn serve(
+    manager: Arc<Manager>,
+    sockets: Vec<BoundSocket>,
+    limits: ClientLimits,
+    shutdown: &Shutdown,
+) -> Result<(), ServeError> {
+    let (conns, incoming) = mpsc::channel(64);
+    let clients = Arc::new(Semaphore::new(limits.max_clients));
+    for socket in sockets {
+        let stop = shutdown.child_token();
+        shutdown.spawn(listen::accept_loop(
+            socket,
+            clients.clone(),
+            conns.clone(),
+            stop,
+        ));
+    }
+    drop(conns);
+    let incoming = ReceiverStream::new(incoming).map(Ok::<_, std::io::Error>);
+
+    let server = Server::builder()
+        .max_concurrent_streams(limits.max_client_requests)
+        .layer(AuthLayer)
+        .add_service(DomainServer::new(domain::DomainService {
+            manager: manager.clone(),
+        }))
+        .add_service(AdminServer::new(admin::AdminService { manager }))
+        .serve_with_incoming_shutdown(incoming, shutdown.triggered());
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => return Ok(result?),
+        _ = shutdown.triggered() => {}
+    }
+    match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+        Ok(result) => Ok(result?),
+        Err(_) => {
+            tracing::warn!("in-flight calls did not finish within {DRAIN_TIMEOUT:?}; closing them");
+            Ok(())
+        }
+    }
+}

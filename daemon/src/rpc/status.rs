@@ -1,0 +1,31 @@
+//! The one mapping from the daemon's errors to gRPC status codes.
+
+use tonic::{Code, Status};
+
+use crate::{core::CoreError, driver::DriverError};
+
+impl From<CoreError> for Status {
+    fn from(err: CoreError) -> Status {
+        let code = match &err {
+            CoreError::NoDomain(_) => Code::NotFound,
+            CoreError::InvalidDefinition(_) => Code::InvalidArgument,
+            CoreError::NameTaken { .. } | CoreError::UuidTaken { .. } => Code::AlreadyExists,
+            CoreError::WrongState { .. } => Code::FailedPrecondition,
+            CoreError::ShutdownTimeout { .. } => Code::DeadlineExceeded,
+            CoreError::Driver { error, .. } => match error {
+                DriverError::Gone => Code::FailedPrecondition,
+                DriverError::StartFailed(_) | DriverError::Failed(_) => Code::Internal,
+            },
+            CoreError::Store(_) => Code::Internal,
+        };
+        if code == Code::Internal {
+            tracing::error!("internal error: {err}");
+        }
+        Status::new(code, err.to_string())
+    }
+}
+
+/// A request field that failed conversion.
+pub fn invalid(message: impl Into<String>) -> Status {
+    Status::invalid_argument(message)
+}

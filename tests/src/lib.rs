@@ -1,0 +1,292 @@
+//! The end-to-end test harness: `TestDaemon` starts the real `vmgated` binary on a private
+//! temporary directory (config, state, sockets), waits until its socket answers, runs the
+//! real `vmgate` CLI against it, and kills its process group when dropped. Binaries are
+//! found under this crate's target directory and rebuilt first when a source is newer.
+
+pub mod bins;
+
+use std::{
+    fs,
+    io::Write,
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{Signal, killpg},
+    unistd::Pid,
+};
+use tempfile::TempDir;
+
+/// How long a daemon gets to come up or go down.
+pub const DAEMON_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A running vmgated on a private directory.
+pub struct TestDaemon {
+    dir: TempDir,
+    child: Option<Child>,
+    extra_config: String,
+}
+
+impl TestDaemon {
+    /// A daemon with the test driver and the built-in defaults for everything else.
+    pub fn start() -> TestDaemon {
+        Self::start_with("")
+    }
+
+    /// A daemon whose config has `extra` appended to its `[daemon]` section; `extra` may
+    /// open further sections (`[vnc]` ...) after its daemon keys.
+    pub fn start_with(extra: &str) -> TestDaemon {
+        let dir = tempfile::Builder::new()
+            .prefix("vmg")
+            .tempdir()
+            .expect("temp dir");
+        let mut daemon = TestDaemon {
+            dir,
+            child: None,
+            extra_config: extra.to_owned(),
+        };
+        daemon.write_config();
+        daemon.spawn();
+        daemon
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir().join("vmgated.toml")
+    }
+
+    pub fn sock_dir(&self) -> PathBuf {
+        self.dir().join("run")
+    }
+
+    pub fn rw_socket(&self) -> PathBuf {
+        self.sock_dir().join("vmgate-sock")
+    }
+
+    pub fn ro_socket(&self) -> PathBuf {
+        self.sock_dir().join("vmgate-sock-ro")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir().join("vmgated.log")
+    }
+
+    /// The URI of the rw socket.
+    pub fn uri(&self) -> String {
+        format!("test+unix:///default?socket={}", self.rw_socket().display())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn write_config(&self) {
+        let text = format!(
+            "[daemon]\ndriver = \"test\"\nstate_dir = \"{}\"\nunix_sock_dir = \"{}\"\n{}\n",
+            self.dir().join("state").display(),
+            self.sock_dir().display(),
+            self.extra_config
+        );
+        fs::write(self.config_path(), text).expect("write config");
+    }
+
+    fn spawn(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("daemon log");
+        let child = Command::new(bins::vmgated())
+            .arg("--config")
+            .arg(self.config_path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("spawn vmgated");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Waits until the rw socket accepts connections, failing with the daemon's log if it
+    /// exits or the deadline passes.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + DAEMON_DEADLINE;
+        loop {
+            if std::os::unix::net::UnixStream::connect(self.rw_socket()).is_ok() {
+                return;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "vmgated exited with {status} while starting:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vmgated did not come up:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Sends `signal` to the daemon's process group.
+    pub fn signal(&self, signal: Signal) {
+        if let Some(pid) = self.pid() {
+            let _ = killpg(Pid::from_raw(pid as i32), signal);
+        }
+    }
+
+    /// SIGTERM, then waits for the exit; returns whether it exited successfully.
+    pub fn stop(&mut self) -> bool {
+        self.signal(Signal::SIGTERM);
+        self.wait_exit().success()
+    }
+
+    /// SIGKILL, leaving whatever the daemon left behind (stale sockets).
+    pub fn kill9(&mut self) {
+        self.signal(Signal::SIGKILL);
+        self.wait_exit();
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("daemon running");
+        let deadline = Instant::now() + DAEMON_DEADLINE;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("vmgated did not exit:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Starts the daemon again on the same directory and config.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the daemon before restarting it");
+        self.spawn();
+    }
+
+    /// Rewrites the config's extra keys (takes effect at the next restart).
+    pub fn set_extra_config(&mut self, extra: &str) {
+        self.extra_config = extra.to_owned();
+        self.write_config();
+    }
+
+    /// Runs `vmgate -c URI ARGS...`.
+    pub fn vmgate(&self, args: &[&str]) -> CliOutput {
+        self.vmgate_stdin(args, None)
+    }
+
+    /// Runs `vmgate -c URI ARGS...` with `stdin` as its standard input.
+    pub fn vmgate_stdin(&self, args: &[&str], stdin: Option<&str>) -> CliOutput {
+        let uri = self.uri();
+        let mut full = vec!["-c", uri.as_str()];
+        full.extend_from_slice(args);
+        run_vmgate(&full, stdin)
+    }
+
+    /// Writes `text` to a file in the daemon's directory and returns its path.
+    pub fn file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir().join(name);
+        fs::write(&path, text).expect("write file");
+        path
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+}
+
+/// What a CLI run printed and how it ended.
+#[derive(Debug)]
+pub struct CliOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOutput {
+    /// Asserts exit 0 and returns stdout.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code, 0, "vmgate failed: {self:#?}");
+        &self.stdout
+    }
+
+    /// Asserts exit 1 and returns stderr.
+    #[track_caller]
+    pub fn err(&self) -> &str {
+        assert_eq!(self.code, 1, "vmgate should have failed: {self:#?}");
+        &self.stderr
+    }
+}
+
+impl From<Output> for CliOutput {
+    fn from(out: Output) -> CliOutput {
+        CliOutput {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs the CLI with exactly `args`.
+pub fn run_vmgate(args: &[&str], stdin: Option<&str>) -> CliOutput {
+    let mut child = Command::new(bins::vmgate())
+        .args(args)
+        .env_remove("VMGATE_DEFAULT_URI")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vmgate");
+    if let Some(text) = stdin
+        && let Some(mut pipe) = child.stdin.take()
+    {
+        pipe.write_all(text.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("vmgate output").into()
+}
+
+/// Polls `cond` every 10 ms until it holds or `deadline` passes; returns whether it held.
+pub fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
