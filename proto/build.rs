@@ -7,6 +7,7 @@ const PROTOS: &[&str] = &[
     "proto/vmgate/v1/common.proto",
     "proto/vmgate/v1/admin.proto",
     "proto/vmgate/v1/domain.proto",
+    "proto/vmgate/v1/console.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

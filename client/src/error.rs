@@ -26,6 +26,12 @@ pub enum ClientError {
     Incomplete(&'static str),
     #[error("cannot encode the output as JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    NoConsole(#[from] crate::console::display::NoConsole),
+    #[error(transparent)]
+    Password(#[from] crate::console::password::PasswordError),
+    #[error(transparent)]
+    Since(#[from] crate::console::audit::SinceError),
 }
 
 impl From<tonic::Status> for ClientError {
@@ -34,6 +40,15 @@ impl From<tonic::Status> for ClientError {
             ClientError::Lost(status)
         } else {
             ClientError::Daemon(status)
+        }
+    }
+}
+
+impl From<crate::console::display::ConsoleError> for ClientError {
+    fn from(e: crate::console::display::ConsoleError) -> Self {
+        match e {
+            crate::console::display::ConsoleError::Missing(m) => m.into(),
+            crate::console::display::ConsoleError::None(n) => n.into(),
         }
     }
 }

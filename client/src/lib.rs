@@ -4,6 +4,8 @@
 //!   parsed into a typed [`ConnectUri`] and printed back in canonical form.
 //! - [`connect`]: opening a checked [`Connection`] to vmgated (one submodule per transport);
 //!   the version handshake happens at open, so failures surface there with their fix.
+//! - [`console`]: what the console commands (`vncdisplay`, `vnc-passwd`, `audit`, ...) check
+//!   and print, as pure functions.
 //! - [`error`]: [`ClientError`] and how a `tonic::Status` reads (daemon refusal vs. lost
 //!   connection).
 //! - [`output`]: the text and JSON the commands print, as pure functions.
@@ -12,6 +14,7 @@
 //! Command-line parsing and the commands themselves live in the binary (`src/commands/`).
 
 pub mod connect;
+pub mod console;
 pub mod error;
 pub mod output;
 pub mod script;

@@ -71,7 +71,7 @@ fn push_row(out: &mut String, cells: &[String], widths: &[usize]) {
     out.push('\n');
 }
 
-fn escape_cell(cell: &str) -> String {
+pub(crate) fn escape_cell(cell: &str) -> String {
     let mut out = String::with_capacity(cell.len());
     for c in cell.chars() {
         if c.is_control() {
@@ -134,7 +134,9 @@ pub fn list_json(domains: &[DomainSummary]) -> Result<String, serde_json::Error>
 }
 
 /// The console's address as virsh `domdisplay` writes it: `vnc://HOST:DISPLAY`, with `HOST::PORT`
-/// for a port below 5900 and `vnc+unix://PATH` for a UNIX-socket console.
+/// for a port below 5900, `localhost` for a console listening on every address (the local
+/// transports are the only ones so far), and `vnc+unix://PATH` for a UNIX-socket console.
+/// `dominfo`'s `Graphics:` line and `domdisplay` both print this.
 pub fn graphics_uri(display: &vmgate_proto::v1::Display) -> String {
     let kind = if display.kind.is_empty() {
         "vnc"
@@ -149,9 +151,13 @@ pub fn graphics_uri(display: &vmgate_proto::v1::Display) -> String {
         h if h.contains(':') => format!("[{h}]"),
         h => h.to_owned(),
     };
+    if kind != "vnc" {
+        // Other protocols' URIs carry the port itself, as virsh prints them.
+        return format!("{kind}://{host}:{}", display.port);
+    }
     match display.port.checked_sub(VNC_BASE_PORT) {
-        Some(n) if kind == "vnc" => format!("{kind}://{host}:{n}"),
-        _ => format!("{kind}://{host}::{}", display.port),
+        Some(n) => format!("{kind}://{host}:{n}"),
+        None => format!("{kind}://{host}::{}", display.port),
     }
 }
 

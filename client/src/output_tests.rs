@@ -164,6 +164,11 @@ fn graphics_addresses() {
     assert_eq!(graphics_uri(&vnc("0.0.0.0", 5902)), "vnc://localhost:2");
     assert_eq!(graphics_uri(&vnc("::1", 5903)), "vnc://[::1]:3");
     assert_eq!(graphics_uri(&vnc("h", 5000)), "vnc://h::5000");
+    let spice = Display {
+        kind: "spice".into(),
+        ..vnc("h", 5930)
+    };
+    assert_eq!(graphics_uri(&spice), "spice://h:5930");
     let unix = Display {
         kind: "vnc".into(),
         host: String::new(),

@@ -63,9 +63,10 @@ fn is_help(err: &clap::Error) -> bool {
 
 /// Reads commands from `input`, one per line, on one connection, going on after a failing
 /// command. Returns whether every command succeeded.
-pub fn from_reader(rt: &Runtime, session: &mut Session, input: impl BufRead) -> bool {
+pub fn from_reader(rt: &Runtime, session: &mut Session, input: impl BufRead + 'static) -> bool {
+    session.set_script(Box::new(input));
     let mut all_ok = true;
-    for line in input.lines() {
+    while let Some(line) = session.script_line() {
         let line = match line {
             Ok(l) => l,
             Err(e) => {
@@ -141,10 +142,16 @@ fn run_line(rt: &Runtime, session: &mut Session, line: &str) -> Outcome {
             return Outcome::Failed;
         }
     };
+    let takes_stdin_line = reads_password_line(&words);
     match Line::try_parse_from(words) {
         Ok(parsed) => execute(rt, session, parsed.command),
         Err(e) => {
             let _ = e.print();
+            // In a script the password follows its command: never run it as a command, nor
+            // echo it in an "unrecognized subcommand" error, because its command was mistyped.
+            if takes_stdin_line && session.script_line().is_some() {
+                eprintln!("error: the next line, meant as the password, was skipped");
+            }
             if is_help(&e) {
                 Outcome::Ok
             } else {
@@ -152,6 +159,13 @@ fn run_line(rt: &Runtime, session: &mut Session, line: &str) -> Outcome {
             }
         }
     }
+}
+
+/// Whether a line is meant to read the next line of stdin as a password, judged on its
+/// words alone so that it holds for a line that does not parse.
+fn reads_password_line(words: &[String]) -> bool {
+    words.first().is_some_and(|w| w == "vnc-passwd")
+        && words.iter().any(|w| w == "--password-stdin")
 }
 
 fn execute(rt: &Runtime, session: &mut Session, command: Command) -> Outcome {
@@ -232,6 +246,61 @@ mod tests {
         assert!(!is_help(&err));
         let err = parse(&["frobnicate"]).expect_err("unknown command");
         assert!(!is_help(&err));
+    }
+
+    #[test]
+    fn console_commands_parse() {
+        assert!(matches!(
+            parse(&["vncdisplay", "a"]),
+            Ok(Command::Vncdisplay(_))
+        ));
+        assert!(matches!(
+            parse(&["domdisplay", "a"]),
+            Ok(Command::Domdisplay(_))
+        ));
+        assert!(matches!(
+            parse(&["console-sessions", "a", "--json"]),
+            Ok(Command::ConsoleSessions(_))
+        ));
+        assert!(matches!(
+            parse(&["console-disconnect", "a", "3"]),
+            Ok(Command::ConsoleDisconnect(_))
+        ));
+        assert!(parse(&["console-disconnect", "a", "x"]).is_err());
+        assert!(matches!(
+            parse(&["vnc-passwd", "a", "--password-stdin", "--connected", "fail"]),
+            Ok(Command::VncPasswd(_))
+        ));
+        assert!(parse(&["vnc-passwd", "a", "--connected", "never"]).is_err());
+        assert!(parse(&["vnc-passwd", "a", "--valid-to", "x", "--expire-now"]).is_err());
+        assert!(
+            parse(&["vnc-passwd", "a", "secret"]).is_err(),
+            "no password argument"
+        );
+        assert!(matches!(
+            parse(&[
+                "audit", "--domain", "a", "--since", "1h", "--limit", "5", "--json"
+            ]),
+            Ok(Command::Audit(_))
+        ));
+        assert!(matches!(parse(&["audit"]), Ok(Command::Audit(_))));
+    }
+
+    #[test]
+    fn password_lines_are_recognised_by_their_words() {
+        let words = |w: &[&str]| w.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert!(reads_password_line(&words(&[
+            "vnc-passwd",
+            "a",
+            "--password-stdin"
+        ])));
+        assert!(reads_password_line(&words(&[
+            "vnc-passwd",
+            "--password-stdin",
+            "--bad"
+        ])));
+        assert!(!reads_password_line(&words(&["vnc-passwd", "a"])));
+        assert!(!reads_password_line(&words(&["list", "--password-stdin"])));
     }
 
     #[test]

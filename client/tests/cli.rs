@@ -2,43 +2,10 @@
 //! error lines, and stdin mode running many commands on one connection.
 
 mod fake;
-
-use std::process::Stdio;
+mod run;
 
 use fake::{ALPHA_UUID, Fake};
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
-
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-async fn vmgate(uri: &str, args: &[&str], stdin: Option<&str>) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vmgate"))
-        .arg("-c")
-        .arg(uri)
-        .args(args)
-        .env_remove("VMGATE_DEFAULT_URI")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn vmgate");
-    let mut input = child.stdin.take().expect("stdin");
-    input
-        .write_all(stdin.unwrap_or("").as_bytes())
-        .await
-        .expect("write stdin");
-    drop(input);
-    let out = child.wait_with_output().await.expect("vmgate runs");
-    Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use run::vmgate;
 
 async fn ok(fake: &Fake, args: &[&str]) -> String {
     let run = vmgate(&fake.uri("test"), args, None).await;

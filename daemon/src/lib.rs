@@ -31,9 +31,10 @@ use std::sync::Arc;
 use vmgate_config::{Config, DriverKind, Supported};
 
 use crate::{
-    core::{Manager, ManagerOptions},
+    core::{Manager, ManagerOptions, audit::AuditLog},
     driver::{Driver, test::TestDriver},
     rpc::listen::{self, SocketSpec},
+    vnc::settings::VncServices,
 };
 pub use shutdown::Shutdown;
 
@@ -79,8 +80,12 @@ pub async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), DaemonError> {
         DriverKind::Test => Arc::new(TestDriver),
         DriverKind::Qemu => return Err(DaemonError::DriverUnavailable("qemu")),
     };
+    let audit = AuditLog::start(store.clone(), cfg.vnc.audit_max_age_days, &shutdown);
+    let vnc = VncServices::new(&cfg, Arc::new(audit.clone()));
     let options = ManagerOptions {
         unix_sock_dir: daemon.unix_sock_dir.clone(),
+        vnc,
+        audit: audit.clone(),
     };
     let manager = Arc::new(Manager::load(store.clone(), driver, options, shutdown.clone()).await?);
 
@@ -113,6 +118,7 @@ pub async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), DaemonError> {
     let served = rpc::serve(manager.clone(), sockets, limits, &shutdown).await;
     shutdown.trigger();
     manager.stop_guests().await;
+    audit.flush().await;
     shutdown.wait().await;
     store.close().await;
     tracing::info!("vmgated stopped");

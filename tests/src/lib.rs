@@ -3,7 +3,9 @@
 //! real `vmgate` CLI against it, and kills its process group when dropped. Binaries are
 //! found under this crate's target directory and rebuilt first when a source is newer.
 
+pub mod bench;
 pub mod bins;
+pub mod vnc;
 
 use std::{
     fs,
@@ -275,6 +277,39 @@ pub fn run_vmgate(args: &[&str], stdin: Option<&str>) -> CliOutput {
         pipe.write_all(text.as_bytes()).expect("write stdin");
     }
     child.wait_with_output().expect("vmgate output").into()
+}
+
+/// Whether `command` is on PATH. When it is not, a test that needs it fails under CI (the
+/// test command installs `package`) and otherwise is skipped with a visible reason, which
+/// is also appended to `target/vmgate-test-skips.log` for the summary `scripts/test` prints.
+pub fn require_tool(command: &str, package: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {command}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        return true;
+    }
+    let reason = format!(
+        "{command} not found (Debian package {package}; scripts/install-test-deps installs it)"
+    );
+    assert!(std::env::var_os("CI").is_none(), "{reason}");
+    skip(&reason);
+    false
+}
+
+/// Records that the calling test did not run, and why.
+pub fn skip(reason: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unknown test")
+        .to_owned();
+    eprintln!("SKIPPED {test}: {reason}");
+    let log = bins::workspace_root().join("target/vmgate-test-skips.log");
+    if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(log) {
+        let _ = writeln!(f, "{test}: {reason}");
+    }
 }
 
 /// Polls `cond` every 10 ms until it holds or `deadline` passes; returns whether it held.

@@ -52,6 +52,11 @@ fn read_only_socket_allows_reading_and_refuses_the_rest() {
         assert!(err.contains("read-only"), "{args:?}: {err}");
     }
     assert_eq!(d.vmgate(&["domstate", "alpha"]).ok().trim(), "shut off");
+
+    // -r with the rw socket named explicitly still gets a read-only connection.
+    let err = d.vmgate(&["-r", "start", "alpha"]).err().to_owned();
+    assert!(err.contains("read-only"), "{err}");
+    assert!(d.vmgate(&["-r", "list", "--all"]).ok().contains("alpha"));
 }
 
 #[test]
@@ -118,22 +123,30 @@ fn a_second_daemon_on_the_same_sockets_is_refused() {
 #[test]
 fn max_clients_bounds_connections() {
     let d = TestDaemon::start_with("max_clients = 2\nmax_anonymous_clients = 2");
-    let held: Vec<UnixStream> = (0..2)
-        .map(|_| UnixStream::connect(d.rw_socket()).expect("connect"))
-        .collect();
-    // The daemon accepts and counts them; a third client is dropped.
+    let uri: vmgate::ConnectUri = d.uri().parse().expect("uri");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    // Two clients that completed a call each: both hold a slot. (The readiness probe's own
+    // connection may hold one for a moment, hence the retry.)
+    let mut held = Vec::new();
     assert!(
-        wait_until(Duration::from_secs(10), || d.vmgate(&["list"]).code == 1),
-        "a third client must be refused:\n{}",
+        wait_until(Duration::from_secs(10), || {
+            if let Ok(conn) = rt.block_on(vmgate::Connection::open(&uri, false)) {
+                held.push(conn);
+            }
+            held.len() == 2
+        }),
+        "two clients fit:\n{}",
         d.log()
     );
+    let third = d.vmgate(&["list"]);
+    assert_eq!(third.code, 1, "a third client must be refused: {third:?}");
+    assert!(d.log().contains("too many clients"));
     drop(held);
     assert!(
         wait_until(Duration::from_secs(10), || d.vmgate(&["list"]).code == 0),
         "slots free up when clients leave:\n{}",
         d.log()
     );
-    assert!(d.log().contains("too many clients"));
 }
 
 fn check_config(text: &str) -> (i32, String) {

@@ -3,8 +3,12 @@
 //! session, and returns the text to print; it never prints itself, so the shell decides where
 //! output and errors go.
 
+mod audit;
 mod autostart;
+mod console_disconnect;
+mod console_sessions;
 mod define;
+mod domdisplay;
 mod dominfo;
 mod domstate;
 mod dumpconf;
@@ -14,6 +18,8 @@ mod lookup;
 mod undefine;
 mod uri;
 mod version;
+mod vnc_passwd;
+mod vncdisplay;
 
 use clap::{Args, Subcommand};
 use vmgate::ClientError;
@@ -57,6 +63,18 @@ pub enum Command {
     Dumpconf(dumpconf::DumpconfArgs),
     /// Set whether a domain starts when vmgated starts
     Autostart(autostart::AutostartArgs),
+    /// Show a running domain's VNC display (HOST:DISPLAY, or the socket path)
+    Vncdisplay(DomainArg),
+    /// Show a running domain's console as a URI (vnc://HOST:DISPLAY)
+    Domdisplay(DomainArg),
+    /// List the open sessions of a domain's console
+    ConsoleSessions(console_sessions::ConsoleSessionsArgs),
+    /// Cut one session of a domain's console
+    ConsoleDisconnect(console_disconnect::ConsoleDisconnectArgs),
+    /// Change a domain's VNC password (prompted for, or read with --password-stdin)
+    VncPasswd(vnc_passwd::VncPasswdArgs),
+    /// Show the console audit trail (connections, logins, disconnects, changes)
+    Audit(audit::AuditArgs),
     /// Show the client's, the daemon's and the hypervisor's versions
     Version,
     /// Show the connection URI in canonical form
@@ -87,6 +105,12 @@ pub async fn run(command: Command, session: &mut Session) -> Result<String, Clie
         Command::Domname(a) => return lookup::domname(session, &a).await,
         Command::Dumpconf(a) => return dumpconf::run(session, &a).await,
         Command::Autostart(a) => return autostart::run(session, &a).await,
+        Command::Vncdisplay(a) => return vncdisplay::run(session, &a.domain).await,
+        Command::Domdisplay(a) => return domdisplay::run(session, &a.domain).await,
+        Command::ConsoleSessions(a) => return console_sessions::run(session, &a).await,
+        Command::ConsoleDisconnect(a) => return console_disconnect::run(session, &a).await,
+        Command::VncPasswd(a) => return vnc_passwd::run(session, &a).await,
+        Command::Audit(a) => return audit::run(session, &a).await,
         Command::Version => return version::run(session).await,
         Command::Uri => return Ok(uri::run(session)),
         Command::Quit => return Ok(String::new()),

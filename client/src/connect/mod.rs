@@ -9,8 +9,13 @@ mod unix;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tonic::transport::Channel;
+use tonic::{
+    metadata::MetadataValue,
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Channel,
+};
 use vmgate_proto::v1::admin_client::AdminClient;
+use vmgate_proto::v1::console_client::ConsoleClient;
 use vmgate_proto::v1::domain_client::DomainClient;
 use vmgate_proto::v1::{Empty, VersionReply};
 
@@ -26,8 +31,9 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// about itself in the handshake.
 #[derive(Debug, Clone)]
 pub struct Connection {
-    pub domain: DomainClient<Channel>,
-    pub admin: AdminClient<Channel>,
+    pub domain: DomainClient<ApiChannel>,
+    pub admin: AdminClient<ApiChannel>,
+    pub console: ConsoleClient<ApiChannel>,
     pub uri: ConnectUri,
     pub daemon: VersionReply,
 }
@@ -92,6 +98,29 @@ pub enum ConnectError {
     },
 }
 
+/// A channel that marks every request with the connection's flags.
+pub type ApiChannel = InterceptedService<Channel, ConnectionFlags>;
+
+/// Request header by which a read-only connection (`-r`) asks the daemon to treat it as
+/// read-only even on the read-write socket (as libvirt's client enforces VIR_CONNECT_RO).
+pub const READONLY_HEADER: &str = "vmgate-readonly";
+
+/// Adds the connection's flags to each request.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionFlags {
+    readonly: bool,
+}
+
+impl Interceptor for ConnectionFlags {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if self.readonly {
+            req.metadata_mut()
+                .insert(READONLY_HEADER, MetadataValue::from_static("1"));
+        }
+        Ok(req)
+    }
+}
+
 fn served_path(served: &str) -> &'static str {
     Driver::from_name(served).map_or("PATH", |d| &d.path()[1..])
 }
@@ -109,6 +138,8 @@ impl Connection {
                 return Err(ConnectError::TransportUnavailable(t));
             }
         };
+        let flags = ConnectionFlags { readonly };
+        let channel = InterceptedService::new(channel, flags);
         let mut admin = AdminClient::new(channel.clone());
         let reply = tokio::time::timeout(HANDSHAKE_TIMEOUT, admin.version(Empty {}))
             .await
@@ -133,6 +164,7 @@ impl Connection {
             });
         }
         Ok(Connection {
+            console: ConsoleClient::new(channel.clone()),
             domain: DomainClient::new(channel),
             admin,
             uri: uri.clone(),

@@ -1,10 +1,12 @@
-//! A fake vmgated for the client's own tests: the real generated Admin and Domain services
-//! over a UNIX socket in a temp dir, backed by an in-memory list of domains. It checks the
+//! A fake vmgated for the client's own tests: the real generated Admin, Domain and Console
+//! services over a UNIX socket in a temp dir, backed by an in-memory list of domains, console
+//! sessions and audit records, and recording the console requests it gets. It checks the
 //! client's side of the wire (what it sends, how it prints, how it reports failures), not the
 //! daemon's behaviour: the end-to-end tests against the real vmgated live in `tests/`.
 
 #![allow(dead_code)] // each test binary uses a different part
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,17 +17,27 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
 use vmgate_proto::v1::admin_server::{Admin, AdminServer};
+use vmgate_proto::v1::console_server::{Console, ConsoleServer};
 use vmgate_proto::v1::domain_server::{Domain, DomainServer};
 use vmgate_proto::v1::*;
 
 pub const ALPHA_UUID: &str = "6695eb01-f6a4-8304-79aa-97f2502e193f";
 pub const BETA_UUID: &str = "0b1c3f0e-5d2a-4c61-9a55-2f1f3b0d9e11";
+/// 2025-01-31T18:00:00Z, when alpha's console sessions began.
+pub const SINCE: i64 = 1_738_346_400;
 
 #[derive(Debug)]
 struct State {
     driver: String,
     versions: AtomicUsize,
     domains: Mutex<Vec<DomainSummary>>,
+    /// Per-domain replacements for the display `info_of` makes up.
+    displays: Mutex<HashMap<String, Option<vmgate_proto::v1::Display>>>,
+    /// alpha's console sessions.
+    sessions: Mutex<Vec<Session>>,
+    passwords: Mutex<Vec<SetPasswordRequest>>,
+    /// Each audit call: `Audit` or `DomainAudit`, and its request.
+    audits: Mutex<Vec<(&'static str, AuditRequest)>>,
 }
 
 /// A running fake daemon; it stops when dropped.
@@ -62,11 +74,37 @@ impl Fake {
                     autostart: false,
                 },
             ]),
+            displays: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(vec![
+                Session {
+                    id: 1,
+                    client: "127.0.0.1:53422".into(),
+                    security_type: "vnc".into(),
+                    identity: String::new(),
+                    connected_since: SINCE,
+                    bytes_in: 2048,
+                    bytes_out: 1_258_291,
+                    shared: true,
+                },
+                Session {
+                    id: 12,
+                    client: "uid 1000".into(),
+                    security_type: "vencrypt-x509sasl".into(),
+                    identity: "alice".into(),
+                    connected_since: SINCE + 61,
+                    bytes_in: 100,
+                    bytes_out: 5 * 1024 * 1024 * 1024,
+                    shared: false,
+                },
+            ]),
+            passwords: Mutex::new(Vec::new()),
+            audits: Mutex::new(Vec::new()),
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tonic::transport::Server::builder()
             .add_service(AdminServer::new(FakeAdmin(state.clone())))
-            .add_service(DomainServer::new(FakeDomain(state.clone())));
+            .add_service(DomainServer::new(FakeDomain(state.clone())))
+            .add_service(ConsoleServer::new(FakeConsole(state.clone())));
         let task = tokio::spawn(async move {
             let incoming = UnixListenerStream::new(listener);
             let _ = server
@@ -97,6 +135,25 @@ impl Fake {
     /// How many connections did the version handshake.
     pub fn handshakes(&self) -> usize {
         self.state.versions.load(Ordering::SeqCst)
+    }
+
+    /// Makes `info` report `display` for the domain `name` (running or not).
+    pub fn set_display(&self, name: &str, display: Option<vmgate_proto::v1::Display>) {
+        self.state
+            .displays
+            .lock()
+            .expect("lock")
+            .insert(name.to_owned(), display);
+    }
+
+    /// The `SetPassword` requests received so far.
+    pub fn passwords(&self) -> Vec<SetPasswordRequest> {
+        self.state.passwords.lock().expect("lock").clone()
+    }
+
+    /// The audit calls received so far: method name and request.
+    pub fn audits(&self) -> Vec<(&'static str, AuditRequest)> {
+        self.state.audits.lock().expect("lock").clone()
     }
 
     /// Stops serving and waits until the server has shut down.
@@ -155,24 +212,28 @@ impl FakeDomain {
             .find(|d| d.uuid == found.uuid)
             .ok_or_else(|| Status::not_found("gone"))?;
         change(d)?;
-        Ok(Response::new(info_of(d)))
+        Ok(Response::new(info_of(&self.0, d)))
     }
 }
 
-fn info_of(d: &DomainSummary) -> DomainInfo {
+fn info_of(state: &State, d: &DomainSummary) -> DomainInfo {
     let running = d.id != 0;
+    let display = match state.displays.lock().expect("lock").get(&d.name) {
+        Some(display) => display.clone(),
+        None => running.then(|| vmgate_proto::v1::Display {
+            kind: "vnc".into(),
+            host: "127.0.0.1".into(),
+            port: 5900,
+            socket_path: String::new(),
+        }),
+    };
     DomainInfo {
         summary: Some(d.clone()),
         memory_mib: 128,
         vcpus: 1,
         cpu_time_ns: if running { 2_000_000_000 } else { 0 },
         state_reason: if running { "booted" } else { "shutdown" }.into(),
-        display: running.then(|| vmgate_proto::v1::Display {
-            kind: "vnc".into(),
-            host: "127.0.0.1".into(),
-            port: 5900,
-            socket_path: String::new(),
-        }),
+        display,
     }
 }
 
@@ -236,7 +297,7 @@ impl Domain for FakeDomain {
 
     async fn info(&self, r: Request<DomainRef>) -> Result<Response<DomainInfo>, Status> {
         self.find(&r.into_inner().key)
-            .map(|d| Response::new(info_of(&d)))
+            .map(|d| Response::new(info_of(&self.0, &d)))
     }
 
     async fn start(&self, r: Request<DomainRef>) -> Result<Response<DomainInfo>, Status> {
@@ -324,5 +385,120 @@ impl Domain for FakeDomain {
         Ok(Response::new(Definition {
             toml: format!("name = \"{}\"\n[graphics]\npasswd = \"secret\"\n", d.name),
         }))
+    }
+}
+
+struct FakeConsole(Arc<State>);
+
+impl FakeConsole {
+    /// The running domain `domain` names; consoles exist only while a guest runs.
+    fn running(&self, domain: Option<&DomainRef>) -> Result<DomainSummary, Status> {
+        let key = domain.map(|d| d.key.as_str()).unwrap_or_default();
+        let d = FakeDomain(self.0.clone()).find(key)?;
+        if d.id == 0 {
+            return Err(Status::failed_precondition(format!(
+                "domain '{}' is not running",
+                d.name
+            )));
+        }
+        Ok(d)
+    }
+
+    fn audit_reply(
+        &self,
+        method: &'static str,
+        r: AuditRequest,
+        domain: Option<&str>,
+    ) -> Response<AuditReply> {
+        let record =
+            |secs: i64, event: &str, domain: &str, identity: &str, reason: &str| AuditRecord {
+                time_ms: secs * 1000 + 250,
+                event: event.into(),
+                domain: domain.into(),
+                source: "127.0.0.1:53422".into(),
+                security_type: "vnc".into(),
+                identity: identity.into(),
+                reason: reason.into(),
+            };
+        // Newest first, as a daemon picking the newest records may send them.
+        let all = [
+            record(SINCE + 60, "disconnect", "beta", "", ""),
+            record(
+                SINCE + 2,
+                "auth-failure",
+                "alpha",
+                "alice",
+                "wrong password",
+            ),
+            record(SINCE, "connect", "alpha", "", ""),
+        ];
+        let limit = if r.limit == 0 { 1000 } else { r.limit as usize };
+        let records = all
+            .into_iter()
+            .filter(|a| domain.is_none_or(|d| a.domain == d))
+            .filter(|a| a.time_ms >= r.since * 1000)
+            .take(limit)
+            .collect();
+        self.0.audits.lock().expect("lock").push((method, r));
+        Response::new(AuditReply { records })
+    }
+}
+
+#[tonic::async_trait]
+impl Console for FakeConsole {
+    async fn list_sessions(&self, r: Request<DomainRef>) -> Result<Response<SessionList>, Status> {
+        let d = self.running(Some(&r.into_inner()))?;
+        let sessions = if d.name == "alpha" {
+            self.0.sessions.lock().expect("lock").clone()
+        } else {
+            Vec::new()
+        };
+        Ok(Response::new(SessionList { sessions }))
+    }
+
+    async fn disconnect(&self, r: Request<DisconnectRequest>) -> Result<Response<Empty>, Status> {
+        let r = r.into_inner();
+        let d = self.running(r.domain.as_ref())?;
+        let mut sessions = self.0.sessions.lock().expect("lock");
+        let before = sessions.len();
+        if d.name == "alpha" {
+            sessions.retain(|s| s.id != r.session_id);
+        }
+        if sessions.len() == before {
+            return Err(Status::not_found(format!(
+                "domain '{}' has no console session {}; list them with vmgate console-sessions {}",
+                d.name, r.session_id, d.name
+            )));
+        }
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn set_password(
+        &self,
+        r: Request<SetPasswordRequest>,
+    ) -> Result<Response<SetPasswordReply>, Status> {
+        let r = r.into_inner();
+        self.0.passwords.lock().expect("lock").push(r.clone());
+        let key = r.domain.as_ref().map(|d| d.key.clone()).unwrap_or_default();
+        let d = FakeDomain(self.0.clone()).find(&key)?;
+        let mut disconnected = 0;
+        if d.name == "alpha" && r.connected() == ConnectedPolicy::Disconnect {
+            let mut sessions = self.0.sessions.lock().expect("lock");
+            let before = sessions.len();
+            sessions.retain(|s| s.security_type != "vnc");
+            disconnected = u32::try_from(before - sessions.len()).unwrap_or(u32::MAX);
+        }
+        Ok(Response::new(SetPasswordReply { disconnected }))
+    }
+
+    async fn domain_audit(&self, r: Request<AuditRequest>) -> Result<Response<AuditReply>, Status> {
+        let r = r.into_inner();
+        let key = r.domain.as_ref().map(|d| d.key.clone()).unwrap_or_default();
+        let d = FakeDomain(self.0.clone()).find(&key)?;
+        Ok(self.audit_reply("DomainAudit", r, Some(&d.name)))
+    }
+
+    async fn audit(&self, r: Request<AuditRequest>) -> Result<Response<AuditReply>, Status> {
+        Ok(self.audit_reply("Audit", r.into_inner(), None))
     }
 }

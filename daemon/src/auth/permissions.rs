@@ -129,6 +129,23 @@ const TABLE: &[(&str, Permission)] = &[
         Permission::new(Domain, Suspend),
     ),
     ("/vmgate.v1.Domain/Resume", Permission::new(Domain, Suspend)),
+    (
+        "/vmgate.v1.Console/ListSessions",
+        Permission::new(Domain, OpenGraphics),
+    ),
+    (
+        "/vmgate.v1.Console/Disconnect",
+        Permission::new(Domain, ConsoleAdmin),
+    ),
+    (
+        "/vmgate.v1.Console/SetPassword",
+        Permission::new(Domain, SetPassword),
+    ),
+    (
+        "/vmgate.v1.Console/DomainAudit",
+        Permission::new(Domain, ConsoleAdmin),
+    ),
+    ("/vmgate.v1.Console/Audit", Permission::new(Host, Admin)),
 ];
 
 /// The permission `method` (a gRPC path) needs, or None for an unknown method.

@@ -30,6 +30,16 @@ pub enum CoreError {
     ShutdownTimeout { name: String, secs: u64 },
     #[error("Domain '{name}': {error}")]
     Driver { name: String, error: DriverError },
+    #[error("Domain '{name}': {message}")]
+    Console { name: String, message: String },
+    #[error("Domain '{0}' has no console: it is shut off or its definition has no [graphics]")]
+    NoConsole(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    NoSession(String),
+    #[error("{0}")]
+    ConsoleState(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -19,19 +19,27 @@ use vmgate_config::domain::{DomainDef, check_socket_path};
 
 use super::{
     CoreError,
+    audit::AuditLog,
     state::{DomainState, Operation, StateReason},
 };
 use crate::{
     driver::{Driver, Guest},
     shutdown::Shutdown,
     store::{DomainRecord, Store},
+    vnc::{
+        gateway::{ConsoleAddress, Gateway},
+        settings::VncServices,
+    },
 };
 
-/// What the manager needs to know about the host.
-#[derive(Clone, Debug)]
+/// What the manager needs to know about the host, and the services it hands guests.
+#[derive(Clone)]
 pub struct ManagerOptions {
     /// Where per-guest sockets are derived from; their length is checked at define time.
     pub unix_sock_dir: PathBuf,
+    /// What every console gateway shares (settings, lockout, audit sink).
+    pub vnc: Arc<VncServices>,
+    pub audit: AuditLog,
 }
 
 /// Which domains `list` returns.
@@ -54,6 +62,8 @@ pub struct DomainView {
     pub memory_mib: u64,
     pub vcpus: u32,
     pub cpu_time: Duration,
+    /// Where the console listens, while the guest runs with one.
+    pub display: Option<ConsoleAddress>,
 }
 
 /// Owns every domain.
@@ -62,7 +72,7 @@ pub struct Manager {
     define_lock: tokio::sync::Mutex<()>,
     pub(super) store: Store,
     pub(super) driver: Arc<dyn Driver>,
-    options: ManagerOptions,
+    pub(super) options: ManagerOptions,
     pub(super) next_id: AtomicU32,
     pub(super) shutdown: Shutdown,
 }
@@ -96,6 +106,8 @@ pub(super) struct Run {
     pub(super) def: DomainDef,
     /// Stops the task that follows the guest's status.
     pub(super) watcher: CancellationToken,
+    /// The console gateway; dropping it closes the console and cuts its sessions.
+    pub(super) gateway: Option<Gateway>,
 }
 
 impl Slot {
@@ -134,6 +146,11 @@ impl Slot {
                 .as_ref()
                 .map(|run| run.guest.cpu_time())
                 .unwrap_or_default(),
+            display: d
+                .run
+                .as_ref()
+                .and_then(|run| run.gateway.as_ref())
+                .map(|g| g.address().clone()),
         }
     }
 
@@ -257,6 +274,7 @@ impl Manager {
         let mut def = DomainDef::parse(text, source)
             .map_err(|e| CoreError::InvalidDefinition(e.to_string()))?;
         self.check_derived_paths(&def)?;
+        self.check_console(&def)?;
         let _define = self.define_lock.lock().await;
         let (named, owner_of_uuid) = {
             let inv = self.inventory();
@@ -331,6 +349,18 @@ impl Manager {
         self.inventory().by_uuid.values().cloned().collect()
     }
 
+    /// A console password needs DES, which FIPS mode forbids: refuse it at define time.
+    fn check_console(&self, def: &DomainDef) -> Result<(), CoreError> {
+        let has_password = def.graphics.as_ref().is_some_and(|g| g.passwd.is_some());
+        if has_password && self.options.vnc.settings.fips {
+            return Err(CoreError::InvalidDefinition(format!(
+                "{}: graphics.passwd: VNC password authentication uses DES, which FIPS mode forbids; remove passwd",
+                def.name
+            )));
+        }
+        Ok(())
+    }
+
     /// Every socket path the daemon may derive from a domain name must fit `sun_path`.
     fn check_derived_paths(&self, def: &DomainDef) -> Result<(), CoreError> {
         let dir = &self.options.unix_sock_dir;
@@ -345,7 +375,7 @@ impl Manager {
     }
 }
 
-fn record(uuid: Uuid, def: &DomainDef, autostart: bool) -> DomainRecord {
+pub(super) fn record(uuid: Uuid, def: &DomainDef, autostart: bool) -> DomainRecord {
     DomainRecord {
         uuid,
         name: def.name.clone(),

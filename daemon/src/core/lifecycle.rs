@@ -14,7 +14,11 @@ use super::{
     inventory::{Run, Slot},
     state::{DomainState, Operation, StateReason},
 };
-use crate::driver::{GuestStatus, StopCause};
+use crate::{
+    driver::{Guest, GuestStatus, StopCause},
+    vnc::gateway::Gateway,
+};
+use vmgate_config::domain::DomainDef;
 
 /// An operation on a running guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +94,13 @@ impl Manager {
                 name: def.name.clone(),
                 error,
             })?;
+        let gateway = match self.open_console(&def, guest.as_ref()).await {
+            Ok(gateway) => gateway,
+            Err(e) => {
+                let _ = guest.destroy().await;
+                return Err(e);
+            }
+        };
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -101,6 +112,7 @@ impl Manager {
                 id,
                 guest,
                 def,
+                gateway,
                 watcher: watcher.clone(),
             });
             d.state = DomainState::Running;
@@ -109,6 +121,35 @@ impl Manager {
         self.follow(slot.clone(), id, status, watcher);
         tracing::info!(domain = %key, id, "domain started");
         Ok(slot.view())
+    }
+
+    /// Opens the console gateway of a guest with `[graphics]`.
+    async fn open_console(
+        &self,
+        def: &DomainDef,
+        guest: &dyn Guest,
+    ) -> Result<Option<Gateway>, CoreError> {
+        let Some(graphics) = &def.graphics else {
+            return Ok(None);
+        };
+        let console_error = |message: String| CoreError::Console {
+            name: def.name.clone(),
+            message,
+        };
+        let backend = guest
+            .console()
+            .ok_or_else(|| console_error("the driver gave the guest no framebuffer".into()))?;
+        let token = self.shutdown.child_token();
+        Gateway::open(
+            &def.name,
+            graphics,
+            backend,
+            self.options.vnc.clone(),
+            &token,
+        )
+        .await
+        .map(Some)
+        .map_err(|e| console_error(e.to_string()))
     }
 
     /// Runs `action` on the running guest and applies its outcome.

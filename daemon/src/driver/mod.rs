@@ -6,10 +6,13 @@
 
 pub mod test;
 
-use std::{sync::Arc, time::Duration};
+use std::{io, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use tokio::sync::watch;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    sync::watch,
+};
 use vmgate_config::domain::DomainDef;
 
 /// Why a guest stopped, as the driver saw it.
@@ -72,4 +75,19 @@ pub trait Guest: Send + Sync + 'static {
     async fn resume(&self) -> Result<(), DriverError>;
     /// CPU time used by this run.
     fn cpu_time(&self) -> Duration;
+    /// The guest's framebuffer, an RFB server without authentication that only the
+    /// gateway reaches; None for a guest without graphics.
+    fn console(&self) -> Option<Arc<dyn ConsoleBackend>>;
+}
+
+/// A byte stream to or from a console.
+pub trait ConsoleStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ConsoleStream for T {}
+
+/// Opens connections to a guest's own RFB server (QEMU's `-vnc unix:` socket, or the test
+/// driver's in-process framebuffer server).
+#[async_trait]
+pub trait ConsoleBackend: Send + Sync + 'static {
+    async fn connect(&self) -> io::Result<Box<dyn ConsoleStream>>;
 }

@@ -4,7 +4,13 @@ use tonic::Status;
 use vmgate_proto::v1 as pb;
 
 use super::status::invalid;
-use crate::core::{DomainView, ListFilter, state::DomainState};
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+use vmgate_config::{Secret, domain::ConnectedPolicy};
+
+use crate::{
+    core::{DomainView, ListFilter, console::SetPassword, state::DomainState},
+    vnc::{audit::AuditRecord, gateway::ConsoleAddress, sessions::SessionInfo},
+};
 
 /// The key of a `DomainRef`, which must not be empty.
 pub fn domain_key(r: Option<&pb::DomainRef>) -> Result<&str, Status> {
@@ -54,7 +60,94 @@ impl From<&DomainView> for pb::DomainInfo {
             vcpus: v.vcpus,
             cpu_time_ns: u64::try_from(v.cpu_time.as_nanos()).unwrap_or(u64::MAX),
             state_reason: v.reason.as_str().to_owned(),
-            display: None,
+            display: v.display.as_ref().map(Into::into),
         }
     }
+}
+
+impl From<&ConsoleAddress> for pb::Display {
+    fn from(a: &ConsoleAddress) -> pb::Display {
+        match a {
+            ConsoleAddress::Tcp(addr) => pb::Display {
+                kind: "vnc".into(),
+                host: addr.ip().to_string(),
+                port: addr.port().into(),
+                socket_path: String::new(),
+            },
+            ConsoleAddress::Unix(path) => pb::Display {
+                kind: "vnc".into(),
+                host: String::new(),
+                port: 0,
+                socket_path: path.display().to_string(),
+            },
+        }
+    }
+}
+
+impl From<&SessionInfo> for pb::Session {
+    fn from(s: &SessionInfo) -> pb::Session {
+        pb::Session {
+            id: s.id,
+            client: s.client.clone(),
+            security_type: s.security_type.to_owned(),
+            identity: s.identity.clone(),
+            connected_since: s.since.unix_timestamp(),
+            bytes_in: s.bytes_in,
+            bytes_out: s.bytes_out,
+            shared: s.shared,
+        }
+    }
+}
+
+impl From<&AuditRecord> for pb::AuditRecord {
+    fn from(r: &AuditRecord) -> pb::AuditRecord {
+        pb::AuditRecord {
+            time_ms: i64::try_from(r.time.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX),
+            event: r.event.as_str().to_owned(),
+            domain: r.domain.clone(),
+            source: r.source.clone(),
+            security_type: r.security_type.clone(),
+            identity: r.identity.clone(),
+            reason: r.reason.clone(),
+        }
+    }
+}
+
+/// A password change request, validated.
+pub fn set_password(req: &pb::SetPasswordRequest) -> Result<SetPassword, Status> {
+    let valid_to = if req.expire_now {
+        Some(OffsetDateTime::now_utc())
+    } else if req.valid_to.is_empty() {
+        None
+    } else {
+        let parsed = OffsetDateTime::parse(&req.valid_to, &Rfc3339).map_err(|e| {
+            invalid(format!(
+                "valid_to {:?} is not an RFC 3339 time ({e})",
+                req.valid_to
+            ))
+        })?;
+        Some(parsed)
+    };
+    let policy = match req.connected() {
+        pb::ConnectedPolicy::Default => None,
+        pb::ConnectedPolicy::Keep => Some(ConnectedPolicy::Keep),
+        pb::ConnectedPolicy::Disconnect => Some(ConnectedPolicy::Disconnect),
+        pb::ConnectedPolicy::Fail => Some(ConnectedPolicy::Fail),
+    };
+    let password = (!req.password.is_empty()).then(|| Secret::new(req.password.clone()));
+    Ok(SetPassword {
+        password,
+        valid_to,
+        policy,
+    })
+}
+
+/// An optional Unix time in seconds (0 = none).
+pub fn since(secs: i64) -> Result<Option<OffsetDateTime>, Status> {
+    if secs == 0 {
+        return Ok(None);
+    }
+    OffsetDateTime::from_unix_timestamp(secs)
+        .map(Some)
+        .map_err(|_| invalid(format!("since {secs} is not a valid time")))
 }

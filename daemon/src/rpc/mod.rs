@@ -3,6 +3,7 @@
 //! filesystem beyond the sockets themselves.
 
 mod admin;
+mod console;
 mod convert;
 mod domain;
 pub mod listen;
@@ -13,7 +14,9 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 use tonic::transport::Server;
-use vmgate_proto::v1::{admin_server::AdminServer, domain_server::DomainServer};
+use vmgate_proto::v1::{
+    admin_server::AdminServer, console_server::ConsoleServer, domain_server::DomainServer,
+};
 
 use crate::{auth::AuthLayer, core::Manager, shutdown::Shutdown};
 use listen::BoundSocket;
@@ -60,6 +63,9 @@ pub async fn serve(
         .max_concurrent_streams(limits.max_client_requests)
         .layer(AuthLayer)
         .add_service(DomainServer::new(domain::DomainService {
+            manager: manager.clone(),
+        }))
+        .add_service(ConsoleServer::new(console::ConsoleService {
             manager: manager.clone(),
         }))
         .add_service(AdminServer::new(admin::AdminService { manager }))

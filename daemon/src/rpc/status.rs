@@ -16,6 +16,11 @@ impl From<CoreError> for Status {
                 DriverError::Gone => Code::FailedPrecondition,
                 DriverError::StartFailed(_) | DriverError::Failed(_) => Code::Internal,
             },
+            CoreError::NoSession(_) => Code::NotFound,
+            CoreError::InvalidRequest(_) => Code::InvalidArgument,
+            CoreError::Console { .. } | CoreError::NoConsole(_) | CoreError::ConsoleState(_) => {
+                Code::FailedPrecondition
+            }
             CoreError::Store(_) => Code::Internal,
         };
         if code == Code::Internal {

@@ -3,6 +3,7 @@
 //! PostgreSQL accept; migrations are embedded per backend. A SQLite file is created 0600
 //! before sqlx opens it (its -wal and -shm files inherit that mode) and runs in WAL mode.
 
+mod audit;
 mod domains;
 
 pub use domains::DomainRecord;

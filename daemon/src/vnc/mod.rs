@@ -1,4 +1,12 @@
 //! Consoles. `rfb` is the pure RFB (RFC 6143) wire code, shared by the per-guest gateway,
 //! the test driver's framebuffer server, and the tests and benchmarks that act as clients.
+//! `audit` is what the gateway reports; `source` and `throttle` are the brute-force lockout.
 
+pub mod audit;
+pub mod gateway;
+pub mod password;
 pub mod rfb;
+pub mod sessions;
+pub mod settings;
+pub mod source;
+pub mod throttle;

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use vmgate_config::domain::DomainDef;
 
-use super::{Driver, DriverError, Guest, GuestStatus, StopCause};
+use super::{ConsoleBackend, ConsoleStream, Driver, DriverError, Guest, GuestStatus, StopCause};
 
 pub mod framebuffer;
 pub mod rfb_server;
@@ -176,6 +176,35 @@ impl Guest for TestGuest {
 
     fn cpu_time(&self) -> Duration {
         self.cpu().total()
+    }
+
+    fn console(&self) -> Option<Arc<dyn ConsoleBackend>> {
+        Some(Arc::new(TestConsole {
+            screen: self.screen.clone(),
+        }))
+    }
+}
+
+/// How much a console connection to a test guest buffers in each direction.
+const CONSOLE_PIPE_BYTES: usize = 256 * 1024;
+
+/// Each connection gets its own RFB server task over an in-memory pipe; the task ends when
+/// the gateway drops its end.
+struct TestConsole {
+    screen: FramebufferHandle,
+}
+
+#[async_trait]
+impl ConsoleBackend for TestConsole {
+    async fn connect(&self) -> std::io::Result<Box<dyn ConsoleStream>> {
+        let (gateway_end, guest_end) = tokio::io::duplex(CONSOLE_PIPE_BYTES);
+        let screen = self.screen.clone();
+        tokio::spawn(async move {
+            if let Err(e) = rfb_server::serve(guest_end, screen).await {
+                tracing::debug!("test console connection ended: {e}");
+            }
+        });
+        Ok(Box::new(gateway_end))
     }
 }
 

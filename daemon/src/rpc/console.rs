@@ -1,0 +1,86 @@
+//! The `Console` service: live sessions, disconnecting one, the VNC password, and the
+//! audit trail. Each method converts, calls the core, converts back.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use vmgate_proto::v1::{self as pb, console_server::Console};
+
+use super::convert::{self, domain_key};
+use crate::{auth::Identity, core::Manager};
+
+pub struct ConsoleService {
+    pub manager: Arc<Manager>,
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+/// Who is asking, for audit records ("uid 1000 (pid 4242)").
+fn caller<T>(req: &Request<T>) -> String {
+    req.extensions()
+        .get::<Identity>()
+        .map(|id| match id.peer.pid {
+            Some(pid) => format!("uid {} (pid {pid})", id.peer.uid),
+            None => format!("uid {}", id.peer.uid),
+        })
+        .unwrap_or_else(|| "unknown caller".into())
+}
+
+#[tonic::async_trait]
+impl Console for ConsoleService {
+    async fn list_sessions(&self, req: Request<pb::DomainRef>) -> Reply<pb::SessionList> {
+        let sessions = self
+            .manager
+            .console_sessions(domain_key(Some(req.get_ref()))?)?;
+        Ok(Response::new(pb::SessionList {
+            sessions: sessions.iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn disconnect(&self, req: Request<pb::DisconnectRequest>) -> Reply<pb::Empty> {
+        let by = caller(&req);
+        let req = req.get_ref();
+        self.manager
+            .disconnect_session(domain_key(req.domain.as_ref())?, req.session_id, &by)?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn set_password(
+        &self,
+        req: Request<pb::SetPasswordRequest>,
+    ) -> Reply<pb::SetPasswordReply> {
+        let by = caller(&req);
+        let req = req.get_ref();
+        let change = convert::set_password(req)?;
+        let cut = self
+            .manager
+            .set_password(domain_key(req.domain.as_ref())?, change, &by)
+            .await?;
+        Ok(Response::new(pb::SetPasswordReply {
+            disconnected: u32::try_from(cut).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn domain_audit(&self, req: Request<pb::AuditRequest>) -> Reply<pb::AuditReply> {
+        let req = req.get_ref();
+        let key = domain_key(req.domain.as_ref())?;
+        let records = self
+            .manager
+            .audit(Some(key), convert::since(req.since)?, req.limit)
+            .await?;
+        Ok(Response::new(pb::AuditReply {
+            records: records.iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn audit(&self, req: Request<pb::AuditRequest>) -> Reply<pb::AuditReply> {
+        let req = req.get_ref();
+        let records = self
+            .manager
+            .audit(None, convert::since(req.since)?, req.limit)
+            .await?;
+        Ok(Response::new(pb::AuditReply {
+            records: records.iter().map(Into::into).collect(),
+        }))
+    }
+}

@@ -1,0 +1,100 @@
+//! After a client is admitted: open the guest's own RFB server, do its handshake as a
+//! client (security None, always shared, since the gateway applies the share policy
+//! itself), hand the client the guest's ServerInit, then copy bytes both ways through
+//! fixed-size buffers until either side closes or the session is cut.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::{
+    driver::{ConsoleBackend, ConsoleStream},
+    vnc::{
+        rfb::{
+            ClientConfig, MAX_NAME_LEN, RfbError,
+            io::{RfbStream, client_handshake},
+        },
+        sessions::{Counters, Cut},
+    },
+};
+
+/// Bytes read at a time in each direction: large enough for framebuffer updates to move
+/// in few syscalls, bounded so a session's memory is too.
+const RELAY_CHUNK: usize = 64 * 1024;
+
+/// How a relay ended.
+#[derive(Debug)]
+pub enum RelayEnd {
+    ClientClosed,
+    GuestClosed,
+    Cut,
+    Error(std::io::Error),
+}
+
+/// Connects to the guest's console and completes its handshake; returns the stream, the
+/// ServerInit bytes to send the client, and anything the guest sent after it.
+pub async fn open_backend(
+    backend: &dyn ConsoleBackend,
+) -> Result<(Box<dyn ConsoleStream>, Vec<u8>, Vec<u8>), RfbError> {
+    let stream = backend.connect().await?;
+    let mut conn = RfbStream::new(stream, MAX_NAME_LEN + 64);
+    let config = ClientConfig {
+        password: None,
+        shared: true,
+    };
+    let session = client_handshake(&mut conn, &config).await?;
+    let server_init = session.server_init.encode()?;
+    let (stream, leftover) = conn.into_parts();
+    Ok((stream, server_init, leftover))
+}
+
+/// Copies until one side closes or `cut` fires. `to_guest`/`to_client` are bytes already
+/// read from one side that the other must get first.
+pub async fn relay<C>(
+    client: C,
+    guest: Box<dyn ConsoleStream>,
+    to_guest: Vec<u8>,
+    to_client: Vec<u8>,
+    counters: &Counters,
+    cut: &Cut,
+) -> RelayEnd
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let (client_r, client_w) = tokio::io::split(client);
+    let (guest_r, guest_w) = tokio::io::split(guest);
+    let upstream = pump(client_r, guest_w, to_guest, &counters.from_client);
+    let downstream = pump(guest_r, client_w, to_client, &counters.to_client);
+    tokio::select! {
+        _ = cut.cancelled() => RelayEnd::Cut,
+        r = upstream => r.map_or_else(RelayEnd::Error, |()| RelayEnd::ClientClosed),
+        r = downstream => r.map_or_else(RelayEnd::Error, |()| RelayEnd::GuestClosed),
+    }
+}
+
+async fn pump<R, W>(
+    mut from: R,
+    mut to: W,
+    first: Vec<u8>,
+    count: &AtomicU64,
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    if !first.is_empty() {
+        to.write_all(&first).await?;
+        count.fetch_add(first.len() as u64, Ordering::Relaxed);
+    }
+    drop(first);
+    let mut buf = vec![0u8; RELAY_CHUNK];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            let _ = to.shutdown().await;
+            return Ok(());
+        }
+        to.write_all(&buf[..n]).await?;
+        count.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,73 @@
+//! The `[vnc]` settings every gateway shares, and the services they share: the lockout
+//! tracker (failures count across all guests) and the audit sink.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use vmgate_config::{Config, Secret};
+
+use super::{
+    audit::AuditSink,
+    throttle::{Throttle, ThrottleConfig},
+};
+
+/// What the gateways need from the daemon's configuration.
+#[derive(Clone, Debug)]
+pub struct VncSettings {
+    /// Default listen address (`vnc_listen`).
+    pub listen: String,
+    /// Serve consoles on `<unix_sock_dir>/vnc/<guest>.sock` instead of TCP.
+    pub auto_unix_socket: bool,
+    pub unix_sock_dir: PathBuf,
+    pub unix_sock_group: Option<String>,
+    pub port_min: u16,
+    pub port_max: u16,
+    /// The global fallback VNC password (`vnc_password`).
+    pub global_password: Option<Secret>,
+    /// DES (VNC password auth) is refused in FIPS mode.
+    pub fips: bool,
+    /// Unauthenticated connections per guest (`vnc_max_pending`).
+    pub max_pending: usize,
+    pub handshake_timeout: Duration,
+}
+
+impl VncSettings {
+    pub fn from_config(cfg: &Config) -> VncSettings {
+        let vnc = &cfg.vnc;
+        VncSettings {
+            listen: vnc.vnc_listen.clone(),
+            auto_unix_socket: vnc.vnc_auto_unix_socket,
+            unix_sock_dir: cfg.daemon.unix_sock_dir.clone(),
+            unix_sock_group: cfg.daemon.unix_sock_group.clone(),
+            port_min: vnc.remote_display_port_min,
+            port_max: vnc.remote_display_port_max,
+            global_password: vnc.vnc_password.clone(),
+            fips: vnc.fips_enabled(),
+            max_pending: usize::try_from(vnc.vnc_max_pending)
+                .unwrap_or(usize::MAX)
+                .max(1),
+            handshake_timeout: Duration::from_secs(vnc.vnc_handshake_timeout_secs),
+        }
+    }
+}
+
+/// Everything the gateways of all guests share.
+pub struct VncServices {
+    pub settings: VncSettings,
+    pub throttle: Throttle,
+    pub audit: Arc<dyn AuditSink>,
+}
+
+impl VncServices {
+    pub fn new(cfg: &Config, audit: Arc<dyn AuditSink>) -> Arc<VncServices> {
+        let vnc = &cfg.vnc;
+        Arc::new(VncServices {
+            settings: VncSettings::from_config(cfg),
+            throttle: Throttle::new(ThrottleConfig {
+                max_failures: vnc.vnc_auth_max_failures,
+                window: Duration::from_secs(vnc.vnc_auth_failure_window_secs),
+                lockout: Duration::from_secs(vnc.vnc_auth_lockout_secs),
+            }),
+            audit,
+        })
+    }
+}

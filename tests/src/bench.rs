@@ -1,0 +1,63 @@
+//! Small measurement helpers shared by the benchmark binaries: run a closure for a while or
+//! a number of times, and report calls per second with p50/p99 latency. Benchmarks print
+//! figures; they never assert on them.
+
+use std::time::{Duration, Instant};
+
+/// Latencies of a run and how long it took.
+#[derive(Clone, Debug, Default)]
+pub struct Sample {
+    pub latencies: Vec<Duration>,
+    pub wall: Duration,
+}
+
+impl Sample {
+    pub fn merge(samples: Vec<Sample>, wall: Duration) -> Sample {
+        let latencies = samples.into_iter().flat_map(|s| s.latencies).collect();
+        Sample { latencies, wall }
+    }
+
+    pub fn per_sec(&self) -> f64 {
+        self.latencies.len() as f64 / self.wall.as_secs_f64()
+    }
+
+    /// The q-th quantile (0..=1) in milliseconds.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        let mut sorted = self.latencies.clone();
+        sorted.sort();
+        if sorted.is_empty() {
+            return f64::NAN;
+        }
+        let idx = ((sorted.len() - 1) as f64 * q).round() as usize;
+        sorted[idx.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+    }
+
+    /// `calls/s | p50 ms | p99 ms` as table cells.
+    pub fn cells(&self) -> String {
+        format!(
+            "{:.0} | {:.3} | {:.3}",
+            self.per_sec(),
+            self.quantile_ms(0.5),
+            self.quantile_ms(0.99)
+        )
+    }
+}
+
+/// Calls `f` repeatedly for `budget` (at least `min_calls` times), timing each call.
+pub async fn run_for<F, Fut>(budget: Duration, min_calls: usize, mut f: F) -> Sample
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let start = Instant::now();
+    let mut latencies = Vec::new();
+    while start.elapsed() < budget || latencies.len() < min_calls {
+        let t = Instant::now();
+        f().await;
+        latencies.push(t.elapsed());
+    }
+    Sample {
+        latencies,
+        wall: start.elapsed(),
+    }
+}
