@@ -28,6 +28,7 @@
 mod daemon;
 mod diag;
 pub mod domain;
+pub mod x509;
 mod load;
 mod located;
 mod qemu;

@@ -10,3 +10,4 @@ pub mod sessions;
 pub mod settings;
 pub mod source;
 pub mod throttle;
+pub mod vencrypt;

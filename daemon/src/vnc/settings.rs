@@ -5,8 +5,11 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use vmgate_config::{Config, Secret};
 
+use crate::tls::TlsError;
+
 use super::{
     audit::AuditSink,
+    vencrypt::VencryptTls,
     throttle::{Throttle, ThrottleConfig},
 };
 
@@ -53,21 +56,31 @@ impl VncSettings {
 /// Everything the gateways of all guests share.
 pub struct VncServices {
     pub settings: VncSettings,
+    /// TLS for VeNCrypt when `vnc_tls` is on; every console then offers only VeNCrypt.
+    pub vencrypt: Option<Arc<VencryptTls>>,
     pub throttle: Throttle,
     pub audit: Arc<dyn AuditSink>,
 }
 
 impl VncServices {
-    pub fn new(cfg: &Config, audit: Arc<dyn AuditSink>) -> Arc<VncServices> {
+    /// Fails when `vnc_tls` is on and the certificate directory is not usable.
+    pub fn new(cfg: &Config, audit: Arc<dyn AuditSink>) -> Result<Arc<VncServices>, TlsError> {
         let vnc = &cfg.vnc;
-        Arc::new(VncServices {
+        let vencrypt = if vnc.vnc_tls {
+            let tls = VencryptTls::load(vnc.vnc_tls_x509_cert_dir.clone(), vnc.vnc_tls_x509_verify)?;
+            Some(Arc::new(tls))
+        } else {
+            None
+        };
+        Ok(Arc::new(VncServices {
             settings: VncSettings::from_config(cfg),
+            vencrypt,
             throttle: Throttle::new(ThrottleConfig {
                 max_failures: vnc.vnc_auth_max_failures,
                 window: Duration::from_secs(vnc.vnc_auth_failure_window_secs),
                 lockout: Duration::from_secs(vnc.vnc_auth_lockout_secs),
             }),
             audit,
-        })
+        }))
     }
 }

@@ -18,10 +18,7 @@ use std::{
 };
 
 use time::OffsetDateTime;
-use tokio::{
-    io::{AsyncRead, AsyncWrite},
-    sync::watch,
-};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use vmgate_config::{
     Secret,
@@ -32,7 +29,7 @@ pub use handshake::security_name;
 pub use listen::ConsoleAddress;
 
 use self::{
-    handshake::{HandshakeError, authenticate, exchange_versions, refuse},
+    handshake::{Conn, HANDSHAKE_BUFFER, HandshakeError, authenticate, exchange_versions, refuse},
     listen::ConsoleListener,
     relay::{RelayEnd, open_backend, relay},
 };
@@ -45,10 +42,7 @@ use super::{
     source::Source,
     throttle::FailureOutcome,
 };
-use crate::driver::ConsoleBackend;
-
-/// The most a client may send before it is authenticated (version, choice, response).
-const HANDSHAKE_BUFFER: usize = 4096;
+use crate::driver::{ConsoleBackend, ConsoleStream};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -325,27 +319,27 @@ async fn serve_client<S>(
     source: Source,
     stop: CancellationToken,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: ConsoleStream,
 {
     shared.audit(AuditEvent::Connect, &client, "", "", "");
     let (pending_id, evicted) = shared.enqueue_pending();
-    let mut conn = RfbStream::new(stream, HANDSHAKE_BUFFER);
+    let conn: Conn = RfbStream::new(Box::new(stream), HANDSHAKE_BUFFER);
     let timeout = shared.services.settings.handshake_timeout;
     let outcome = tokio::select! {
         _ = evicted.cancelled() => Err(Ended::Evicted),
         _ = stop.cancelled() => Err(Ended::Stopped),
-        r = tokio::time::timeout(timeout, handshake(&shared, &mut conn, source)) => match r {
+        r = tokio::time::timeout(timeout, handshake(&shared, conn, source)) => match r {
             Ok(r) => r.map_err(Ended::Handshake),
             Err(_) => Err(Ended::Timeout),
         },
     };
     shared.dequeue_pending(pending_id);
 
-    let auth = match outcome {
-        Ok(auth) => auth,
+    let (auth, conn) = match outcome {
+        Ok(done) => done,
         Err(ended) => return shared.end_handshake(ended, &client, source),
     };
-    let security = security_name(auth.security);
+    let security = auth.security;
     shared.services.throttle.record_success(source);
     shared.audit(
         AuditEvent::AuthSuccess,
@@ -423,56 +417,55 @@ async fn serve_client<S>(
 }
 
 /// Version, lockout check, authentication, ClientInit.
-async fn handshake<S>(
+async fn handshake(
     shared: &Shared,
-    conn: &mut RfbStream<S>,
+    mut conn: Conn,
     source: Source,
-) -> Result<handshake::Authenticated, HandshakeError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let version = exchange_versions(conn).await?;
+) -> Result<(handshake::Authenticated, Conn), HandshakeError> {
+    let version = exchange_versions(&mut conn).await?;
     if let Err(remaining) = shared.services.throttle.check(source) {
         let reason = format!(
             "locked out: too many failed logins from {source}; try again in {} s",
             remaining.as_secs().max(1)
         );
-        refuse(conn, version, &reason).await?;
-        return Err(HandshakeError::Refused(reason));
+        refuse(&mut conn, version, &reason).await?;
+        return Err(HandshakeError::Refused { security: None, reason });
     }
     let password = shared.password.borrow().clone();
-    authenticate(conn, version, &password).await
+    authenticate(conn, version, &password, shared.services.vencrypt.as_deref()).await
 }
 
 impl Shared {
     /// Records how a connection that never became a session ended, counting wrong
     /// credentials towards the lockout.
     fn end_handshake(&self, ended: Ended, client: &str, source: Source) {
-        let (event, reason) = match ended {
+        let (event, security, reason) = match ended {
             Ended::Handshake(e) if e.counts_as_failure() => {
-                let reason = e.to_string();
-                self.audit(AuditEvent::AuthFailure, client, "", "", &reason);
-                if let FailureOutcome::LockedOut(d) = self.services.throttle.record_failure(source)
-                {
+                let security = e.security().unwrap_or_default();
+                self.audit(AuditEvent::AuthFailure, client, security, "", &e.to_string());
+                if let FailureOutcome::LockedOut(d) = self.services.throttle.record_failure(source) {
                     let lock = format!(
                         "too many failed logins from {source}; locked out for {} s",
                         d.as_secs()
                     );
                     tracing::warn!(domain = %self.domain, %client, "{lock}");
-                    self.audit(AuditEvent::Lockout, client, "", "", &lock);
+                    self.audit(AuditEvent::Lockout, client, security, "", &lock);
                 }
                 return;
             }
-            Ended::Handshake(HandshakeError::Refused(reason)) => (AuditEvent::AuthFailure, reason),
-            Ended::Handshake(e) => (AuditEvent::Disconnect, format!("handshake failed: {e}")),
-            Ended::Timeout => (AuditEvent::Disconnect, "handshake timed out".to_owned()),
+            Ended::Handshake(e @ HandshakeError::Refused { .. }) => {
+                (AuditEvent::AuthFailure, e.security().unwrap_or_default(), e.to_string())
+            }
+            Ended::Handshake(e) => (AuditEvent::Disconnect, "", format!("handshake failed: {e}")),
+            Ended::Timeout => (AuditEvent::Disconnect, "", "handshake timed out".to_owned()),
             Ended::Evicted => (
                 AuditEvent::Disconnect,
+                "",
                 "evicted: too many unauthenticated connections (vnc_max_pending)".to_owned(),
             ),
-            Ended::Stopped => (AuditEvent::Disconnect, "the guest stopped".to_owned()),
+            Ended::Stopped => (AuditEvent::Disconnect, "", "the guest stopped".to_owned()),
         };
-        self.audit(event, client, "", "", &reason);
+        self.audit(event, client, security, "", &reason);
     }
 }
 

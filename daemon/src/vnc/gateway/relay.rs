@@ -89,7 +89,12 @@ where
     drop(first);
     let mut buf = vec![0u8; RELAY_CHUNK];
     loop {
-        let n = from.read(&mut buf).await?;
+        let n = match from.read(&mut buf).await {
+            Ok(n) => n,
+            // Many VNC clients close TLS without close_notify: that is an ordinary close.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             let _ = to.shutdown().await;
             return Ok(());
