@@ -44,11 +44,17 @@ pub struct Authenticated {
 pub enum HandshakeError {
     /// Wrong credentials: counts towards the lockout.
     #[error("{reason}")]
-    BadCredentials { security: &'static str, reason: String },
+    BadCredentials {
+        security: &'static str,
+        reason: String,
+    },
     /// Refused for a reason that is not a guess at a secret (expired password, lockout,
     /// a certificate the CA does not vouch for): does not count.
     #[error("{reason}")]
-    Refused { security: Option<&'static str>, reason: String },
+    Refused {
+        security: Option<&'static str>,
+        reason: String,
+    },
     /// The client broke the protocol or went away: does not count.
     #[error(transparent)]
     Protocol(#[from] RfbError),
@@ -83,12 +89,18 @@ pub fn security_name(t: SecurityType) -> &'static str {
 /// Sends our version and reads the client's.
 pub async fn exchange_versions(conn: &mut Conn) -> Result<ProtocolVersion, HandshakeError> {
     conn.send(&ProtocolVersion::V3_8.encode()).await?;
-    let theirs = conn.read_array::<{ ProtocolVersion::LEN }>("the version exchange").await?;
+    let theirs = conn
+        .read_array::<{ ProtocolVersion::LEN }>("the version exchange")
+        .await?;
     Ok(ProtocolVersion::parse(&theirs)?)
 }
 
 /// Refuses the client before any security type is offered, with `reason`.
-pub async fn refuse(conn: &mut Conn, version: ProtocolVersion, reason: &str) -> Result<(), HandshakeError> {
+pub async fn refuse(
+    conn: &mut Conn,
+    version: ProtocolVersion,
+    reason: &str,
+) -> Result<(), HandshakeError> {
     conn.send(&encode_security_failure(version, reason)).await?;
     Ok(())
 }
@@ -109,7 +121,10 @@ pub async fn authenticate(
     if offered == SecurityType::VeNCrypt && !version.has_security_list() {
         let reason = "this console needs VeNCrypt (TLS), which RFB 3.3 clients cannot use";
         refuse(&mut conn, version, reason).await?;
-        return Err(HandshakeError::Refused { security: None, reason: reason.into() });
+        return Err(HandshakeError::Refused {
+            security: None,
+            reason: reason.into(),
+        });
     }
     let chosen = if version.has_security_list() {
         conn.send(&encode_security_types(&[offered])?).await?;
@@ -122,33 +137,57 @@ pub async fn authenticate(
 
     let (security, credential, identity, mut conn) = match (chosen, tls) {
         (SecurityType::VeNCrypt, Some(tls)) => {
-            let subtype = if password.is_set() { Subtype::X509Vnc } else { Subtype::X509None };
+            let subtype = if password.is_set() {
+                Subtype::X509Vnc
+            } else {
+                Subtype::X509None
+            };
             let (mut conn, identity) = start_vencrypt(conn, subtype, tls).await?;
             let credential = match subtype {
                 Subtype::X509Vnc => {
                     vnc_auth(&mut conn, version, password, subtype.name()).await?;
-                    Credential::Password { generation: password.generation }
+                    Credential::Password {
+                        generation: password.generation,
+                    }
                 }
                 _ => Credential::Anonymous,
             };
             // QEMU sends the result after every VeNCrypt subtype, whatever the version.
-            conn.send(&SecurityResult::Ok.encode(ProtocolVersion::V3_8)).await?;
+            conn.send(&SecurityResult::Ok.encode(ProtocolVersion::V3_8))
+                .await?;
             (subtype.name(), credential, identity, conn)
         }
         (SecurityType::VncAuth, _) => {
             vnc_auth(&mut conn, version, password, "vnc").await?;
             conn.send(&SecurityResult::Ok.encode(version)).await?;
-            ("vnc", Credential::Password { generation: password.generation }, String::new(), conn)
+            (
+                "vnc",
+                Credential::Password {
+                    generation: password.generation,
+                },
+                String::new(),
+                conn,
+            )
         }
         _ => {
             if SecurityResult::follows(version, chosen) {
                 conn.send(&SecurityResult::Ok.encode(version)).await?;
             }
-            (security_name(chosen), Credential::Anonymous, String::new(), conn)
+            (
+                security_name(chosen),
+                Credential::Anonymous,
+                String::new(),
+                conn,
+            )
         }
     };
     let init = conn.read_array::<{ ClientInit::LEN }>("ClientInit").await?;
-    let auth = Authenticated { security, credential, identity, shared: ClientInit::parse(init).shared };
+    let auth = Authenticated {
+        security,
+        credential,
+        identity,
+        shared: ClientInit::parse(init).shared,
+    };
     Ok((auth, conn))
 }
 
@@ -165,7 +204,10 @@ async fn start_vencrypt(
         Ok(reply) => conn.send(&reply).await?,
         Err(reject) => {
             conn.send(&reject).await?;
-            let reason = format!("VeNCrypt version {}.{} is not supported (0.2 is)", version[0], version[1]);
+            let reason = format!(
+                "VeNCrypt version {}.{} is not supported (0.2 is)",
+                version[0], version[1]
+            );
             return Err(RfbError::Unsupported(reason).into());
         }
     }
@@ -174,15 +216,21 @@ async fn start_vencrypt(
     conn.send(&vencrypt::choice_ack(accepted)).await?;
     if !accepted {
         let code = u32::from_be_bytes(choice);
-        return Err(RfbError::Unsupported(format!("VeNCrypt subtype {code} was not offered")).into());
+        return Err(
+            RfbError::Unsupported(format!("VeNCrypt subtype {code} was not offered")).into(),
+        );
     }
     let (stream, early) = conn.into_parts();
     if !early.is_empty() {
         return Err(RfbError::Unsupported("data before the TLS handshake".into()).into());
     }
-    let stream = TlsAcceptor::from(tls.config()).accept(stream).await.map_err(|e| {
-        HandshakeError::Refused { security: Some(subtype.name()), reason: format!("TLS handshake failed: {e}") }
-    })?;
+    let stream = TlsAcceptor::from(tls.config())
+        .accept(stream)
+        .await
+        .map_err(|e| HandshakeError::Refused {
+            security: Some(subtype.name()),
+            reason: format!("TLS handshake failed: {e}"),
+        })?;
     let identity = tls::peer_dn(stream.get_ref().1.peer_certificates()).unwrap_or_default();
     Ok((RfbStream::new(Box::new(stream), HANDSHAKE_BUFFER), identity))
 }
@@ -198,14 +246,19 @@ async fn vnc_auth(
     conn.send(&challenge).await?;
     let response = conn.read_array::<16>("VNC authentication").await?;
     let refusal = match password.usable(time::OffsetDateTime::now_utc()) {
-        Err(Unusable::Expired) => {
-            HandshakeError::Refused { security: Some(security), reason: "password expired".into() }
-        }
+        Err(Unusable::Expired) => HandshakeError::Refused {
+            security: Some(security),
+            reason: "password expired".into(),
+        },
         Ok(Some(secret)) if verify_vnc_auth(secret.expose().as_bytes(), &challenge, &response) => {
             return Ok(());
         }
-        Ok(_) => HandshakeError::BadCredentials { security, reason: "authentication failed".into() },
+        Ok(_) => HandshakeError::BadCredentials {
+            security,
+            reason: "authentication failed".into(),
+        },
     };
-    conn.send(&SecurityResult::Failed(refusal.to_string()).encode(version)).await?;
+    conn.send(&SecurityResult::Failed(refusal.to_string()).encode(version))
+        .await?;
     Err(refusal)
 }

@@ -5,6 +5,7 @@
 //! password (with expiry) and its sessions. Closing the gateway (dropping it) stops the
 //! listener and cuts every session.
 
+mod client;
 mod handshake;
 mod listen;
 mod relay;
@@ -28,21 +29,15 @@ use vmgate_config::{
 pub use handshake::security_name;
 pub use listen::ConsoleAddress;
 
-use self::{
-    handshake::{Conn, HANDSHAKE_BUFFER, HandshakeError, authenticate, exchange_versions, refuse},
-    listen::ConsoleListener,
-    relay::{RelayEnd, open_backend, relay},
-};
+use self::{client::serve_client, listen::ConsoleListener};
 use super::{
     audit::{AuditEvent, AuditRecord},
     password::PasswordState,
-    rfb::io::RfbStream,
-    sessions::{Credential, CutReason, Joining, SessionInfo, SessionRegistry},
+    sessions::{Credential, CutReason, SessionInfo, SessionRegistry},
     settings::VncServices,
     source::Source,
-    throttle::FailureOutcome,
 };
-use crate::driver::{ConsoleBackend, ConsoleStream};
+use crate::driver::ConsoleBackend;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -235,15 +230,6 @@ impl Shared {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         pending.retain(|(p, _)| *p != id);
     }
-
-    fn audit(&self, event: AuditEvent, client: &str, security: &str, identity: &str, reason: &str) {
-        let mut record = AuditRecord::new(event, &self.domain);
-        record.source = client.to_owned();
-        record.security_type = security.to_owned();
-        record.identity = identity.to_owned();
-        record.reason = reason.to_owned();
-        self.services.audit.record(record);
-    }
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: ConsoleListener, stop: CancellationToken) {
@@ -301,172 +287,6 @@ async fn accept_failed(domain: &str, e: std::io::Error) {
     tracing::warn!(domain, "console accept failed: {e}");
     // EMFILE and friends: back off instead of spinning.
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-}
-
-/// Why a connection ended before it became a session.
-enum Ended {
-    Handshake(HandshakeError),
-    Timeout,
-    Evicted,
-    Stopped,
-}
-
-/// One client, from accept to close.
-async fn serve_client<S>(
-    shared: Arc<Shared>,
-    stream: S,
-    client: String,
-    source: Source,
-    stop: CancellationToken,
-) where
-    S: ConsoleStream,
-{
-    shared.audit(AuditEvent::Connect, &client, "", "", "");
-    let (pending_id, evicted) = shared.enqueue_pending();
-    let conn: Conn = RfbStream::new(Box::new(stream), HANDSHAKE_BUFFER);
-    let timeout = shared.services.settings.handshake_timeout;
-    let outcome = tokio::select! {
-        _ = evicted.cancelled() => Err(Ended::Evicted),
-        _ = stop.cancelled() => Err(Ended::Stopped),
-        r = tokio::time::timeout(timeout, handshake(&shared, conn, source)) => match r {
-            Ok(r) => r.map_err(Ended::Handshake),
-            Err(_) => Err(Ended::Timeout),
-        },
-    };
-    shared.dequeue_pending(pending_id);
-
-    let (auth, conn) = match outcome {
-        Ok(done) => done,
-        Err(ended) => return shared.end_handshake(ended, &client, source),
-    };
-    let security = auth.security;
-    shared.services.throttle.record_success(source);
-    shared.audit(
-        AuditEvent::AuthSuccess,
-        &client,
-        security,
-        &auth.identity,
-        "",
-    );
-
-    let joining = Joining {
-        client: client.clone(),
-        security_type: security,
-        identity: auth.identity.clone(),
-        credential: auth.credential,
-        shared: auth.shared,
-    };
-    let member = match shared.sessions.join(joining) {
-        Ok(member) => member,
-        Err(e) => {
-            return shared.audit(
-                AuditEvent::Disconnect,
-                &client,
-                security,
-                &auth.identity,
-                &e.to_string(),
-            );
-        }
-    };
-    let (guest, server_init, guest_leftover) = match open_backend(shared.backend.as_ref()).await {
-        Ok(parts) => parts,
-        Err(e) => {
-            let reason = format!("the guest's console did not answer: {e}");
-            return shared.audit(
-                AuditEvent::Disconnect,
-                &client,
-                security,
-                &auth.identity,
-                &reason,
-            );
-        }
-    };
-    let (stream, client_leftover) = conn.into_parts();
-    let mut to_client = server_init;
-    to_client.extend_from_slice(&guest_leftover);
-    let end = relay(
-        stream,
-        guest,
-        client_leftover,
-        to_client,
-        &member.counters,
-        &member.cut,
-    )
-    .await;
-    let was_cut = matches!(end, RelayEnd::Cut);
-    let (event, reason) = match end {
-        RelayEnd::Cut => match member.cut.reason() {
-            Some(r) if r.revoked => (AuditEvent::Revoked, r.text),
-            Some(r) => (AuditEvent::Disconnect, r.text),
-            None => (AuditEvent::Disconnect, "cut".to_owned()),
-        },
-        RelayEnd::ClientClosed => (
-            AuditEvent::Disconnect,
-            "client closed the connection".to_owned(),
-        ),
-        RelayEnd::GuestClosed => (
-            AuditEvent::Disconnect,
-            "the guest's console closed".to_owned(),
-        ),
-        RelayEnd::Error(e) => (AuditEvent::Disconnect, format!("connection error: {e}")),
-    };
-    if was_cut {
-        tracing::info!(domain = %shared.domain, session = member.id, %client, "console session cut: {reason}");
-    }
-    shared.audit(event, &client, security, &auth.identity, &reason);
-}
-
-/// Version, lockout check, authentication, ClientInit.
-async fn handshake(
-    shared: &Shared,
-    mut conn: Conn,
-    source: Source,
-) -> Result<(handshake::Authenticated, Conn), HandshakeError> {
-    let version = exchange_versions(&mut conn).await?;
-    if let Err(remaining) = shared.services.throttle.check(source) {
-        let reason = format!(
-            "locked out: too many failed logins from {source}; try again in {} s",
-            remaining.as_secs().max(1)
-        );
-        refuse(&mut conn, version, &reason).await?;
-        return Err(HandshakeError::Refused { security: None, reason });
-    }
-    let password = shared.password.borrow().clone();
-    authenticate(conn, version, &password, shared.services.vencrypt.as_deref()).await
-}
-
-impl Shared {
-    /// Records how a connection that never became a session ended, counting wrong
-    /// credentials towards the lockout.
-    fn end_handshake(&self, ended: Ended, client: &str, source: Source) {
-        let (event, security, reason) = match ended {
-            Ended::Handshake(e) if e.counts_as_failure() => {
-                let security = e.security().unwrap_or_default();
-                self.audit(AuditEvent::AuthFailure, client, security, "", &e.to_string());
-                if let FailureOutcome::LockedOut(d) = self.services.throttle.record_failure(source) {
-                    let lock = format!(
-                        "too many failed logins from {source}; locked out for {} s",
-                        d.as_secs()
-                    );
-                    tracing::warn!(domain = %self.domain, %client, "{lock}");
-                    self.audit(AuditEvent::Lockout, client, security, "", &lock);
-                }
-                return;
-            }
-            Ended::Handshake(e @ HandshakeError::Refused { .. }) => {
-                (AuditEvent::AuthFailure, e.security().unwrap_or_default(), e.to_string())
-            }
-            Ended::Handshake(e) => (AuditEvent::Disconnect, "", format!("handshake failed: {e}")),
-            Ended::Timeout => (AuditEvent::Disconnect, "", "handshake timed out".to_owned()),
-            Ended::Evicted => (
-                AuditEvent::Disconnect,
-                "",
-                "evicted: too many unauthenticated connections (vnc_max_pending)".to_owned(),
-            ),
-            Ended::Stopped => (AuditEvent::Disconnect, "", "the guest stopped".to_owned()),
-        };
-        self.audit(event, client, security, "", &reason);
-    }
 }
 
 /// Cuts password sessions when the password's validity passes, under `connected`.

@@ -18,9 +18,13 @@ use crate::{
     },
 };
 
-/// Bytes read at a time in each direction: large enough for framebuffer updates to move
-/// in few syscalls, bounded so a session's memory is too.
+/// The most read at a time in each direction: large enough for framebuffer updates to
+/// move in few syscalls, bounded so a session's memory is too.
 const RELAY_CHUNK: usize = 64 * 1024;
+
+/// Where each direction's buffer starts: an idle session (most of them) stays small, a
+/// busy one doubles up to `RELAY_CHUNK` as its reads fill the buffer.
+const RELAY_START: usize = 4 * 1024;
 
 /// How a relay ended.
 #[derive(Debug)]
@@ -87,7 +91,7 @@ where
         count.fetch_add(first.len() as u64, Ordering::Relaxed);
     }
     drop(first);
-    let mut buf = vec![0u8; RELAY_CHUNK];
+    let mut buf = vec![0u8; RELAY_START];
     loop {
         let n = match from.read(&mut buf).await {
             Ok(n) => n,
@@ -101,5 +105,8 @@ where
         }
         to.write_all(&buf[..n]).await?;
         count.fetch_add(n as u64, Ordering::Relaxed);
+        if n == buf.len() && buf.len() < RELAY_CHUNK {
+            buf.resize(buf.len() * 2, 0);
+        }
     }
 }
