@@ -29,6 +29,8 @@ pub enum ClientError {
     #[error(transparent)]
     NoConsole(#[from] crate::console::display::NoConsole),
     #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
+    #[error(transparent)]
     Password(#[from] crate::console::password::PasswordError),
     #[error(transparent)]
     Since(#[from] crate::console::audit::SinceError),

@@ -9,6 +9,8 @@
 //! - [`error`]: [`ClientError`] and how a `tonic::Status` reads (daemon refusal vs. lost
 //!   connection).
 //! - [`output`]: the text and JSON the commands print, as pure functions.
+//! - [`pki`]: `vmgate pki`'s certificate authority: CA, server and client certificates, CRLs,
+//!   written with safe modes; file work only, no daemon.
 //! - [`script`]: splitting shell and stdin lines into arguments.
 //!
 //! Command-line parsing and the commands themselves live in the binary (`src/commands/`).
@@ -17,6 +19,7 @@ pub mod connect;
 pub mod console;
 pub mod error;
 pub mod output;
+pub mod pki;
 pub mod script;
 pub mod uri;
 

@@ -44,10 +44,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Worker threads keep the connection's background tasks (HTTP/2 pings) running while the
-    // main thread waits at the shell prompt.
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    // One thread: the CLI makes one call at a time, and hopping between threads for each
+    // reply costs more than the call itself. Nothing needs to run while the shell waits at
+    // its prompt (no keepalive is configured); a connection that died meanwhile is redialled.
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -75,21 +75,38 @@ async fn the_driver_must_match() {
 }
 
 #[tokio::test]
-async fn tls_and_tcp_are_not_built_yet() {
-    for text in ["qemu+tls://host/system", "qemu+tcp://host/system"] {
-        let err = Connection::open(&uri(text), false)
-            .await
-            .expect_err("no tls");
-        assert!(
-            matches!(err, ConnectError::TransportUnavailable(_)),
-            "{err:?}"
-        );
-        assert!(
-            err.to_string()
-                .contains("is not available in this build yet"),
-            "{err}"
-        );
-    }
+async fn tcp_is_not_built_yet() {
+    let err = Connection::open(&uri("qemu+tcp://host/system"), false)
+        .await
+        .expect_err("no tcp");
+    assert!(
+        matches!(err, ConnectError::TransportUnavailable(_)),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("is not available in this build yet"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn tls_without_client_files_names_the_missing_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = format!(
+        "qemu+tls://localhost:1/system?pkipath={}",
+        dir.path().display()
+    );
+    let err = Connection::open(&uri(&text), false)
+        .await
+        .expect_err("no files");
+    assert!(matches!(err, ConnectError::MissingFile(_)), "{err:?}");
+    let ca = dir.path().join("cacert.pem");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("CA certificate {} not found", ca.display())),
+        "{err}"
+    );
 }
 
 #[tokio::test]

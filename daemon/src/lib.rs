@@ -5,8 +5,8 @@
 //!
 //! - `shutdown`: the cancellation token and task tracker every component hangs off.
 //! - `host`: directories, umask and file limits at start.
-//! - `rpc`: transport only. UNIX socket listeners, one file per gRPC service, the one
-//!   error -> status mapping. Converts requests and calls `core`.
+//! - `rpc`: transport only. UNIX socket and TLS listeners feeding one gRPC server, one file
+//!   per gRPC service, the one error -> status mapping. Converts requests and calls `core`.
 //! - `auth`: who the caller is (peer credentials) and the method -> permission table,
 //!   enforced by one tower layer before any handler runs.
 //! - `core`: the `Manager`: domain definitions, the state machine with its guards, and the
@@ -14,6 +14,8 @@
 //! - `store`: sqlx over SQLite (PostgreSQL later); the only module with SQL.
 //! - `driver`: the `Driver`/`Guest` traits and the drivers (`test` now, `qemu` later).
 //! - `vnc`: consoles; `vnc::rfb` is the pure RFB wire code.
+//! - `tls`: rustls server configurations from PEM files, client certificate checks.
+//! - `reload`: the registry of TLS configurations that SIGHUP and `Admin.ReloadTls` reload.
 //!
 //! Dependencies point one way: `rpc -> auth, core`; `core -> store, driver`.
 
@@ -21,9 +23,11 @@ pub mod auth;
 pub mod core;
 pub mod driver;
 pub mod host;
+pub mod reload;
 pub mod rpc;
 pub mod shutdown;
 pub mod store;
+pub mod tls;
 pub mod vnc;
 
 use std::sync::Arc;
@@ -33,15 +37,23 @@ use vmgate_config::{Config, DriverKind, Supported};
 use crate::{
     core::{Manager, ManagerOptions, audit::AuditLog},
     driver::{Driver, test::TestDriver},
-    rpc::listen::{self, SocketSpec},
+    rpc::{
+        listen::{self, SocketSpec},
+        tls_listen,
+    },
     vnc::settings::VncServices,
 };
+pub use reload::Reloader;
 pub use shutdown::Shutdown;
 
 /// What this build of vmgated can honour; the config is validated against it.
 pub fn supported() -> Supported {
     Supported {
         test_driver: true,
+        listen_tls: true,
+        vnc_password: true,
+        vnc_unix_socket: true,
+        vnc_tls: true,
         ..Supported::none()
     }
 }
@@ -58,12 +70,27 @@ pub enum DaemonError {
     Listen(#[from] listen::ListenError),
     #[error(transparent)]
     Serve(#[from] rpc::ServeError),
+    #[error("Console TLS: {0}")]
+    ConsoleTls(#[from] tls::TlsError),
+    /// The API listener's own TLS files (`listen_tls`).
+    #[error("API TLS: {0}")]
+    ApiTls(tls::TlsError),
     #[error("The {0} driver is not available in this build; set [daemon] driver = \"test\"")]
     DriverUnavailable(&'static str),
 }
 
 /// Runs the daemon until `shutdown` is triggered.
 pub async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), DaemonError> {
+    run_with(cfg, shutdown, Reloader::new()).await
+}
+
+/// [`run`], registering the daemon's TLS configurations in `reloader`, so that whoever
+/// holds another handle on it (main's SIGHUP handler) can reload them.
+pub async fn run_with(
+    cfg: Config,
+    shutdown: Shutdown,
+    reloader: Reloader,
+) -> Result<(), DaemonError> {
     let daemon = &cfg.daemon;
     host::set_private_umask();
     host::ensure_dir(&daemon.state_dir, 0o700, "state directory", "state_dir")?;
@@ -74,6 +101,12 @@ pub async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), DaemonError> {
         "unix_sock_dir",
     )?;
     host::raise_nofile_limit();
+    // The API's own certificate, key, CA and CRL are checked before anything else starts.
+    let api_tls = if daemon.listen_tls {
+        Some(tls_listen::api_config(daemon).map_err(DaemonError::ApiTls)?)
+    } else {
+        None
+    };
 
     let store = store::Store::open(&cfg.storage.effective_database_url(&daemon.state_dir)).await?;
     let driver: Arc<dyn Driver> = match daemon.driver {
@@ -81,7 +114,7 @@ pub async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), DaemonError> {
         DriverKind::Qemu => return Err(DaemonError::DriverUnavailable("qemu")),
     };
     let audit = AuditLog::start(store.clone(), cfg.vnc.audit_max_age_days, &shutdown);
-    let vnc = VncServices::new(&cfg, Arc::new(audit.clone()));
+    let vnc = VncServices::new(&cfg, Arc::new(audit.clone()))?;
     let options = ManagerOptions {
         unix_sock_dir: daemon.unix_sock_dir.clone(),
         vnc,
@@ -89,7 +122,20 @@ pub async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), DaemonError> {
     };
     let manager = Arc::new(Manager::load(store.clone(), driver, options, shutdown.clone()).await?);
 
-    // Bind only now that everything behind the sockets is ready.
+    // Bind only now that everything behind the sockets is ready; TLS first, so that it
+    // is up once the UNIX sockets answer.
+    let tls = match api_tls {
+        Some(config) => {
+            reloader.register(config.clone());
+            let listener =
+                tls_listen::bind(daemon.listen_addr.as_deref(), daemon.tls_port, config).await?;
+            for addr in listener.local_addrs() {
+                tracing::info!(%addr, "listening for TLS clients");
+            }
+            Some(listener)
+        }
+        None => None,
+    };
     let sockets = vec![
         listen::bind(SocketSpec {
             path: daemon.rw_socket_path(),
@@ -114,8 +160,12 @@ pub async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), DaemonError> {
     let limits = rpc::ClientLimits {
         max_clients: usize::try_from(daemon.max_clients).unwrap_or(usize::MAX),
         max_client_requests: daemon.max_client_requests,
+        max_anonymous_clients: usize::try_from(daemon.max_anonymous_clients)
+            .unwrap_or(usize::MAX)
+            .max(1),
     };
-    let served = rpc::serve(manager.clone(), sockets, limits, &shutdown).await;
+    let listeners = rpc::Listeners { unix: sockets, tls };
+    let served = rpc::serve(manager.clone(), listeners, limits, reloader, &shutdown).await;
     shutdown.trigger();
     manager.stop_guests().await;
     audit.flush().await;

@@ -67,11 +67,13 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let shutdown = vmgated::Shutdown::new();
-        vmgated::shutdown::watch_signals(shutdown.clone(), || {
-            tracing::info!("SIGHUP: nothing to reload in this build")
-        })
-        .map_err(|e| anyhow::anyhow!("cannot install signal handlers: {e}"))?;
-        vmgated::run(loaded.config, shutdown)
+        // SIGHUP re-reads the TLS certificates, keys and CRLs, as libvirtd's does not but
+        // virt-admin server-update-tls and QEMU's display-reload do.
+        let reloader = vmgated::Reloader::new();
+        let on_hangup = reloader.clone();
+        vmgated::shutdown::watch_signals(shutdown.clone(), move || on_hangup.on_hangup())
+            .map_err(|e| anyhow::anyhow!("cannot install signal handlers: {e}"))?;
+        vmgated::run_with(loaded.config, shutdown, reloader)
             .await
             .map_err(anyhow::Error::from)
     });

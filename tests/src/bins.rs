@@ -18,13 +18,16 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `target/<profile>`: the test binary lives in `target/<profile>/deps/`.
+/// `target/<profile>`: test binaries live in `target/<profile>/deps/`, the benchmark
+/// binaries in `target/<profile>/` itself.
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf()
+    let dir = exe.parent().expect("the executable's directory");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("target/<profile>").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 pub fn vmgated() -> PathBuf {

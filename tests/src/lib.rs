@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod bins;
+pub mod pki;
 pub mod vnc;
 
 use std::{

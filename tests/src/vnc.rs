@@ -53,7 +53,7 @@ set typed 0
 spawn -noecho {*}$argv
 expect {
   "Password: " {
-    sleep 0.1
+    sleep 0.03
     send -- "$env(VNC_PASSWORD)\r"
     set typed 1
     exp_continue

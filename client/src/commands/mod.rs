@@ -3,6 +3,7 @@
 //! session, and returns the text to print; it never prints itself, so the shell decides where
 //! output and errors go.
 
+mod admin;
 mod audit;
 mod autostart;
 mod console_disconnect;
@@ -15,6 +16,7 @@ mod dumpconf;
 mod lifecycle;
 mod list;
 mod lookup;
+mod pki;
 mod undefine;
 mod uri;
 mod version;
@@ -75,8 +77,12 @@ pub enum Command {
     VncPasswd(vnc_passwd::VncPasswdArgs),
     /// Show the console audit trail (connections, logins, disconnects, changes)
     Audit(audit::AuditArgs),
+    /// Make a CA, server and client certificates, and CRLs for TLS (no daemon needed)
+    Pki(pki::PkiArgs),
     /// Show the client's, the daemon's and the hypervisor's versions
     Version,
+    /// Administer the daemon (reload-tls)
+    Admin(admin::AdminArgs),
     /// Show the connection URI in canonical form
     Uri,
     /// Leave the shell
@@ -111,7 +117,9 @@ pub async fn run(command: Command, session: &mut Session) -> Result<String, Clie
         Command::ConsoleDisconnect(a) => return console_disconnect::run(session, &a).await,
         Command::VncPasswd(a) => return vnc_passwd::run(session, &a).await,
         Command::Audit(a) => return audit::run(session, &a).await,
+        Command::Pki(a) => return pki::run(&a),
         Command::Version => return version::run(session).await,
+        Command::Admin(a) => return admin::run(session, &a).await,
         Command::Uri => return Ok(uri::run(session)),
         Command::Quit => return Ok(String::new()),
         Command::Start(a) => (Verb::Start, a),

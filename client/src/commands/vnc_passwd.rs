@@ -24,8 +24,9 @@ pub struct VncPasswdArgs {
     /// Domain name or UUID
     #[arg(value_name = "DOMAIN")]
     domain: String,
-    /// Read the password from the first line of stdin instead of prompting (an empty line
-    /// removes the domain's own password)
+    /// Read the password from one line of stdin instead of prompting: its first line, or in
+    /// commands read from stdin the line after this one (an empty line removes the domain's
+    /// own password)
     #[arg(long)]
     password_stdin: bool,
     /// RFC 3339 time after which the password no longer works, e.g. 2030-01-31T18:00:00Z

@@ -1,11 +1,15 @@
 //! Opening a connection to vmgated: picks the transport for a [`ConnectUri`], connects
 //! eagerly, and calls `Admin.Version` at once so that a missing daemon, a refused socket or a
 //! daemon serving another driver is reported by [`Connection::open`], not by the first command.
-//! Each transport lives in its own submodule and only builds a tonic [`Channel`]; this module
-//! owns the handshake and the errors. It never parses URIs (see `uri`).
+//! Each transport lives in its own submodule and only builds a tonic [`Channel`] (`unix`,
+//! `tls` with its file lookup in `pki`); this module owns the handshake and the errors. It
+//! never parses URIs (see `uri`).
 
+pub mod pki;
+pub mod tls;
 mod unix;
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -22,6 +26,7 @@ use vmgate_proto::v1::{Empty, VersionReply};
 use crate::error::status_detail;
 use crate::uri::{ConnectUri, Driver, Transport};
 
+pub use tls::DEFAULT_TLS_PORT;
 pub use unix::{DEFAULT_RO_SOCKET, DEFAULT_SOCKET, socket_path};
 
 /// How long the daemon may take to answer the version handshake.
@@ -38,14 +43,85 @@ pub struct Connection {
     pub daemon: VersionReply,
 }
 
+/// What a connection was opened to, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A UNIX socket.
+    Socket(PathBuf),
+    /// A TLS listener, and the client certificate presented to it.
+    Tls {
+        host: String,
+        port: u16,
+        cert: PathBuf,
+    },
+}
+
+impl Target {
+    /// What to check when it does not answer as vmgated.
+    fn hint(&self) -> &'static str {
+        match self {
+            Target::Socket(_) => "is it vmgated's socket?",
+            Target::Tls { .. } => {
+                "is it vmgated's tls_port? If it is, vmgated may have refused the client \
+                 certificate: its log says why"
+            }
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Socket(path) => write!(f, "{}", path.display()),
+            Target::Tls { host, port, .. } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            Target::Tls { host, port, .. } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
 /// Why a connection could not be opened. Each message names what was tried and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error(
         "transport {0} is not available in this build yet; connect through the local socket \
-         (qemu:///system, or qemu+unix:///system?socket=PATH)"
+         (qemu:///system, or qemu+unix:///system?socket=PATH) or over TLS (qemu+tls://HOST/system)"
     )]
     TransportUnavailable(Transport),
+    /// A TLS file the client needs is missing.
+    #[error(transparent)]
+    MissingFile(#[from] pki::MissingFile),
+    #[error("cannot use {what} {path}: {reason}", path = .path.display())]
+    BadFile {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("cannot resolve host {host}: {err}")]
+    Resolve { host: String, err: std::io::Error },
+    #[error(
+        "cannot connect to vmgated at {target}: {err}; is vmgated running there with \
+         listen_tls = true, and is tls_port {port} open?"
+    )]
+    Unreachable {
+        target: Target,
+        port: u16,
+        err: std::io::Error,
+    },
+    /// Our check of the server's certificate failed.
+    #[error("the server certificate of {target} failed the {check}; {fix}")]
+    ServerCertificate {
+        target: Target,
+        check: String,
+        fix: String,
+    },
+    /// The server refused our certificate, and its alert said why.
+    #[error(
+        "vmgated at {target} refused the client certificate {cert}: {reason}",
+        cert = match .target { Target::Tls { cert, .. } => cert.display().to_string(), _ => String::new() }
+    )]
+    ClientRefused { target: Target, reason: &'static str },
+    #[error("TLS handshake with {target} failed: {detail}")]
+    TlsHandshake { target: Target, detail: String },
     #[error(
         "cannot connect to vmgated at {path}: {err}; is vmgated running? start it with \
          `vmgated --config FILE`, or pass -c '{driver}+unix://{dpath}?socket=PATH'",
@@ -71,31 +147,40 @@ pub enum ConnectError {
     #[error("cannot connect to vmgated at {path}: {err}", path = .path.display())]
     Io { path: PathBuf, err: std::io::Error },
     #[error(
-        "{path} did not answer vmgate's version handshake ({detail}); is it vmgated's socket?",
-        path = .path.display()
+        "{target} did not answer vmgate's version handshake ({detail}); {hint}",
+        hint = .target.hint()
     )]
-    Handshake { path: PathBuf, detail: String },
+    Handshake { target: Target, detail: String },
     #[error(
-        "vmgated at {path} did not answer within {secs} s",
-        path = .path.display(),
+        "vmgated at {target} did not answer within {secs} s",
         secs = HANDSHAKE_TIMEOUT.as_secs()
     )]
-    Timeout { path: PathBuf },
+    Timeout { target: Target },
     /// The daemon answered the handshake with an error (for example an authorization refusal);
     /// its message already names the cause and the fix.
     #[error("{}", status_detail(.0))]
     Refused(tonic::Status),
     #[error(
-        "this daemon serves the {served} driver; connect with {served}:///{spath} \
-         (or {served}+unix:///{spath}?socket={socket})",
-        spath = served_path(.served),
-        socket = .socket.display()
+        "this daemon serves the {served} driver; connect with {}",
+        suggest(.served, .target)
     )]
     DriverMismatch {
         served: String,
         wanted: Driver,
-        socket: PathBuf,
+        target: Target,
     },
+}
+
+/// The URI that reaches `target` with the driver the daemon serves.
+fn suggest(served: &str, target: &Target) -> String {
+    let path = served_path(served);
+    match target {
+        Target::Socket(socket) => format!(
+            "{served}:///{path} (or {served}+unix:///{path}?socket={})",
+            socket.display()
+        ),
+        Target::Tls { .. } => format!("{served}+tls://{target}/{path}"),
+    }
 }
 
 /// A channel that marks every request with the connection's flags.
@@ -129,12 +214,18 @@ impl Connection {
     /// Connects to the daemon `uri` names and checks it with `Admin.Version`. `readonly`
     /// picks the read-only socket when the URI does not name one.
     pub async fn open(uri: &ConnectUri, readonly: bool) -> Result<Connection, ConnectError> {
-        let (channel, socket) = match uri.transport {
+        let (channel, target, dial) = match uri.transport {
             Transport::Unix => {
                 let path = socket_path(uri, readonly);
-                (unix::channel(&path, uri.driver, readonly).await?, path)
+                let channel = unix::channel(&path, uri.driver, readonly).await?;
+                (channel, Target::Socket(path), None)
             }
-            t @ (Transport::Tls | Transport::Tcp) => {
+            Transport::Tls => {
+                let dial = tls_dial(uri)?;
+                let (channel, failure) = tls::channel(&dial).await?;
+                (channel, dial.target(), Some((dial, failure)))
+            }
+            t @ Transport::Tcp => {
                 return Err(ConnectError::TransportUnavailable(t));
             }
         };
@@ -144,13 +235,19 @@ impl Connection {
         let reply = tokio::time::timeout(HANDSHAKE_TIMEOUT, admin.version(Empty {}))
             .await
             .map_err(|_| ConnectError::Timeout {
-                path: socket.clone(),
+                target: target.clone(),
             })?;
         let daemon = match reply {
             Ok(r) => r.into_inner(),
             Err(status) if crate::error::is_transport_status(&status) => {
+                // Under TLS 1.3 a refused client certificate shows up here, on the first read.
+                if let Some((dial, failure)) = &dial
+                    && let Some(tls_err) = failure.get()
+                {
+                    return Err(tls::classify_tls(dial, &tls_err));
+                }
                 return Err(ConnectError::Handshake {
-                    path: socket,
+                    target,
                     detail: status_detail(&status),
                 });
             }
@@ -160,7 +257,7 @@ impl Connection {
             return Err(ConnectError::DriverMismatch {
                 served: daemon.driver,
                 wanted: uri.driver,
-                socket,
+                target,
             });
         }
         Ok(Connection {
@@ -171,4 +268,19 @@ impl Connection {
             daemon,
         })
     }
+}
+
+/// The host, port and files of a TLS URI; the files are looked up as libvirt does.
+fn tls_dial(uri: &ConnectUri) -> Result<tls::TlsDial, ConnectError> {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from);
+    let pki = pki::locate(uri.pkipath.as_deref(), home.as_deref())?;
+    Ok(tls::TlsDial {
+        // The URI parser refuses a TLS URI without a host; this is only a fallback.
+        host: uri.host.clone().unwrap_or_else(|| "localhost".to_owned()),
+        port: uri.port.unwrap_or(DEFAULT_TLS_PORT),
+        pki,
+        no_verify: uri.no_verify,
+    })
 }

@@ -55,7 +55,7 @@ pub(super) async fn channel(
         .connect_with_connector(connector)
         .await
         .map_err(|e| ConnectError::Handshake {
-            path: path.to_path_buf(),
+            target: super::Target::Socket(path.to_path_buf()),
             detail: crate::error::error_chain(&e),
         })
 }

@@ -181,6 +181,12 @@ impl Admin for FakeAdmin {
             readonly: false,
         }))
     }
+
+    async fn reload_tls(&self, _: Request<Empty>) -> Result<Response<ReloadTlsReply>, Status> {
+        Ok(Response::new(ReloadTlsReply {
+            reloaded: vec!["api".into()],
+        }))
+    }
 }
 
 struct FakeDomain(Arc<State>);

@@ -11,7 +11,7 @@ use std::{
 use tonic::{Status, body::Body};
 use tower::{Layer, Service};
 
-use super::{Identity, UnixPeer, permissions::permission_for};
+use super::{Identity, Peer, permissions::permission_for};
 
 /// Request header by which a client asks to be treated as read-only.
 pub const READONLY_HEADER: &str = "vmgate-readonly";
@@ -65,13 +65,14 @@ fn authorize<B>(req: &mut http::Request<B>) -> Result<(), Status> {
     let Some(permission) = permission_for(&method) else {
         return Err(Status::unimplemented(format!("Unknown method {method}")));
     };
-    let Some(peer) = req.extensions().get::<UnixPeer>().cloned() else {
+    let Some(peer) = req.extensions().get::<Peer>().cloned() else {
         return Err(Status::unauthenticated("The connection has no identity"));
     };
-    let mut identity = Identity { peer };
-    // A client may ask to be read-only on any socket (`vmgate -r`); it can only lose rights.
+    let mut identity = Identity::of(peer);
+    // A client may ask to be read-only on any transport (`vmgate -r`); it can only lose
+    // rights.
     if req.headers().get(READONLY_HEADER).is_some_and(|v| v == "1") {
-        identity.peer.readonly = true;
+        identity.readonly = true;
     }
     if identity.readonly() && !permission.is_read_only() {
         return Err(Status::permission_denied(format!(

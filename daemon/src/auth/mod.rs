@@ -1,9 +1,15 @@
 //! Who is calling and what they may do. Transports produce a `Peer` for each connection;
 //! the `AuthLayer` turns it into an `Identity`, looks the method up in the one permission
 //! table, and refuses before any handler runs. Handlers never check permissions by hand.
+//!
+//! A TLS client is authenticated by its certificate, verified in the handshake (see
+//! `rpc::tls_listen`); by the time a request reaches the layer it is trusted as a
+//! read-write caller (`auth_tls = "none"`), as libvirtd trusts it.
 
 mod layer;
 pub mod permissions;
+
+use std::{fmt, net::SocketAddr};
 
 pub use layer::{AuthLayer, READONLY_HEADER};
 
@@ -20,14 +26,107 @@ pub struct UnixPeer {
     pub readonly: bool,
 }
 
+/// The other end of one API connection, as its transport established it.
+#[derive(Clone, Debug)]
+pub enum Peer {
+    Unix(UnixPeer),
+    /// A client that completed the TLS handshake; `dn` is its certificate's subject, absent
+    /// only with `tls_no_verify_certificate` (no certificate was asked for).
+    Tls { addr: SocketAddr, dn: Option<String> },
+}
+
+/// How a caller reached the daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Unix,
+    Tls,
+}
+
 /// The authenticated caller of one request.
 #[derive(Clone, Debug)]
 pub struct Identity {
-    pub peer: UnixPeer,
+    pub peer: Peer,
+    /// Limited to read-only permissions (the ro socket, or a client asking for it).
+    pub readonly: bool,
 }
 
 impl Identity {
+    /// The identity a connection starts with before any client request flags: read-only
+    /// when it came through the ro socket.
+    pub fn of(peer: Peer) -> Identity {
+        let readonly = matches!(&peer, Peer::Unix(p) if p.readonly);
+        Identity { peer, readonly }
+    }
+
     pub fn readonly(&self) -> bool {
-        self.peer.readonly
+        self.readonly
+    }
+
+    pub fn transport(&self) -> Transport {
+        match self.peer {
+            Peer::Unix(_) => Transport::Unix,
+            Peer::Tls { .. } => Transport::Tls,
+        }
+    }
+
+    /// The client certificate's DN, for TLS callers that presented one.
+    pub fn dn(&self) -> Option<&str> {
+        match &self.peer {
+            Peer::Tls { dn, .. } => dn.as_deref(),
+            Peer::Unix(_) => None,
+        }
+    }
+
+    /// The UNIX peer credentials, for callers on the local sockets.
+    pub fn unix(&self) -> Option<&UnixPeer> {
+        match &self.peer {
+            Peer::Unix(p) => Some(p),
+            Peer::Tls { .. } => None,
+        }
+    }
+}
+
+/// Who is asking, for logs and audit records: `uid 1000 (pid 4242)` or
+/// `x509 C=GB,O=Example,CN=client1 from 192.0.2.7:50412`.
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.peer {
+            Peer::Unix(p) => match p.pid {
+                Some(pid) => write!(f, "uid {} (pid {pid})", p.uid),
+                None => write!(f, "uid {}", p.uid),
+            },
+            Peer::Tls { addr, dn: Some(dn) } => write!(f, "x509 {dn} from {addr}"),
+            Peer::Tls { addr, dn: None } => write!(f, "unverified TLS client from {addr}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unix(readonly: bool) -> Peer {
+        Peer::Unix(UnixPeer {
+            uid: 1000,
+            gid: 1000,
+            pid: Some(42),
+            pid_start_time: None,
+            readonly,
+        })
+    }
+
+    #[test]
+    fn the_ro_socket_starts_read_only_and_tls_read_write() {
+        assert!(Identity::of(unix(true)).readonly());
+        assert!(!Identity::of(unix(false)).readonly());
+        let tls = Identity::of(Peer::Tls {
+            addr: SocketAddr::from(([192, 0, 2, 7], 50412)),
+            dn: Some("O=Example,CN=client1".into()),
+        });
+        assert!(!tls.readonly());
+        assert_eq!(tls.transport(), Transport::Tls);
+        assert_eq!(tls.dn(), Some("O=Example,CN=client1"));
+        assert_eq!(tls.to_string(), "x509 O=Example,CN=client1 from 192.0.2.7:50412");
+        assert_eq!(Identity::of(unix(false)).to_string(), "uid 1000 (pid 42)");
     }
 }

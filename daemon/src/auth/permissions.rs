@@ -93,6 +93,7 @@ const TABLE: &[(&str, Permission)] = &[
         "/vmgate.v1.Admin/Version",
         Permission::new(Connect, Getattr),
     ),
+    ("/vmgate.v1.Admin/ReloadTls", Permission::new(Host, Admin)),
     (
         "/vmgate.v1.Domain/List",
         Permission::new(Connect, SearchDomains),

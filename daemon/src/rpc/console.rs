@@ -19,10 +19,7 @@ type Reply<T> = Result<Response<T>, Status>;
 fn caller<T>(req: &Request<T>) -> String {
     req.extensions()
         .get::<Identity>()
-        .map(|id| match id.peer.pid {
-            Some(pid) => format!("uid {} (pid {pid})", id.peer.uid),
-            None => format!("uid {}", id.peer.uid),
-        })
+        .map(Identity::to_string)
         .unwrap_or_else(|| "unknown caller".into())
 }
 

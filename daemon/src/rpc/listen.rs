@@ -1,27 +1,24 @@
 //! The UNIX socket listeners: safe removal of stale sockets (refusing when another daemon
 //! is live on one), modes and group from the config, peer credentials at accept, and the
-//! `max_clients` bound shared by every listener. Accepted connections go to one channel
-//! that the gRPC server reads.
+//! `max_clients` bound shared by every listener (TLS included). Accepted connections go to
+//! one channel that the gRPC server reads.
 
 use std::{
     fs,
     io::{self, ErrorKind},
     os::unix::fs::{FileTypeExt, PermissionsExt},
     path::{Path, PathBuf},
-    pin::Pin,
     sync::Arc,
-    task::{Context, Poll},
 };
 
 use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{UnixListener, UnixStream},
-    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
+    sync::{Semaphore, mpsc},
 };
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::Connected;
 
-use crate::auth::UnixPeer;
+use super::conn::{ApiConn, ApiStream};
+use crate::auth::{Peer, UnixPeer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
@@ -43,6 +40,21 @@ pub enum ListenError {
     Mode {
         path: PathBuf,
         mode: u32,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "Cannot listen for TLS on {addr}: {source}; is another vmgated or libvirtd using that \
+         port? Change tls_port or listen_addr"
+    )]
+    Tcp {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("Cannot resolve listen_addr {addr}: {source}")]
+    Resolve {
+        addr: String,
         #[source]
         source: io::Error,
     },
@@ -145,67 +157,12 @@ fn remove_stale(path: &Path) -> Result<(), ListenError> {
     }
 }
 
-/// An accepted connection: the stream, who is on the other end, and its client slot.
-pub struct UnixConn {
-    stream: UnixStream,
-    peer: UnixPeer,
-    _slot: OwnedSemaphorePermit,
-}
-
-impl Connected for UnixConn {
-    type ConnectInfo = UnixPeer;
-
-    fn connect_info(&self) -> UnixPeer {
-        self.peer.clone()
-    }
-}
-
-impl AsyncRead for UnixConn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for UnixConn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-}
-
 /// Accepts on `socket` until `stop`, sending connections to `out`. Over `clients`' limit a
 /// connection is closed at once, as libvirtd drops clients over max_clients.
 pub async fn accept_loop(
     socket: BoundSocket,
     clients: Arc<Semaphore>,
-    out: mpsc::Sender<UnixConn>,
+    out: mpsc::Sender<ApiConn>,
     stop: CancellationToken,
 ) {
     loop {
@@ -234,15 +191,8 @@ pub async fn accept_loop(
             }
         };
         tracing::debug!(uid = peer.uid, pid = ?peer.pid, readonly = peer.readonly, "client connected");
-        if out
-            .send(UnixConn {
-                stream,
-                peer,
-                _slot: slot,
-            })
-            .await
-            .is_err()
-        {
+        let conn = ApiConn::new(ApiStream::Unix(stream), Peer::Unix(peer), slot);
+        if out.send(conn).await.is_err() {
             break;
         }
     }

@@ -1,13 +1,16 @@
-//! Transport only: the listeners, one file per gRPC service, the error -> status mapping
-//! and the wire conversions. Nothing here touches the store, the driver or the
-//! filesystem beyond the sockets themselves.
+//! Transport only: the listeners (UNIX sockets in `listen`, TLS in `tls_listen`, both
+//! yielding `conn::ApiConn`s to one gRPC server), one file per gRPC service, the error ->
+//! status mapping and the wire conversions. Nothing here touches the store, the driver or
+//! the filesystem beyond the sockets themselves (TLS files are read by `tls`).
 
 mod admin;
+pub mod conn;
 mod console;
 mod convert;
 mod domain;
 pub mod listen;
 mod status;
+pub mod tls_listen;
 
 use std::{sync::Arc, time::Duration};
 
@@ -18,8 +21,9 @@ use vmgate_proto::v1::{
     admin_server::AdminServer, console_server::ConsoleServer, domain_server::DomainServer,
 };
 
-use crate::{auth::AuthLayer, core::Manager, shutdown::Shutdown};
+use crate::{auth::AuthLayer, core::Manager, reload::Reloader, shutdown::Shutdown};
 use listen::BoundSocket;
+use tls_listen::TlsListener;
 
 /// How long in-flight calls get to finish once shutdown starts.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,23 +35,41 @@ pub struct ClientLimits {
     pub max_clients: usize,
     /// Calls in flight at once on one connection (`max_client_requests`).
     pub max_client_requests: u32,
+    /// TLS handshakes in flight at once (`max_anonymous_clients`).
+    pub max_anonymous_clients: usize,
+}
+
+/// Everything the API is served on.
+pub struct Listeners {
+    pub unix: Vec<BoundSocket>,
+    pub tls: Option<TlsListener>,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("The API server failed: {0}")]
 pub struct ServeError(#[from] tonic::transport::Error);
 
-/// Serves the API on `sockets` until shutdown is triggered, then stops accepting (removing
-/// the socket files), lets in-flight calls finish and returns.
+/// Serves the API on `listeners` until shutdown is triggered, then stops accepting
+/// (removing the socket files), lets in-flight calls finish and returns.
 pub async fn serve(
     manager: Arc<Manager>,
-    sockets: Vec<BoundSocket>,
+    listeners: Listeners,
     limits: ClientLimits,
+    reloader: Reloader,
     shutdown: &Shutdown,
 ) -> Result<(), ServeError> {
     let (conns, incoming) = mpsc::channel(64);
     let clients = Arc::new(Semaphore::new(limits.max_clients));
-    for socket in sockets {
+    if let Some(tls) = listeners.tls {
+        tls_listen::spawn_accept_loops(
+            tls,
+            clients.clone(),
+            limits.max_anonymous_clients,
+            conns.clone(),
+            shutdown,
+        );
+    }
+    for socket in listeners.unix {
         let stop = shutdown.child_token();
         shutdown.spawn(listen::accept_loop(
             socket,
@@ -68,7 +90,7 @@ pub async fn serve(
         .add_service(ConsoleServer::new(console::ConsoleService {
             manager: manager.clone(),
         }))
-        .add_service(AdminServer::new(admin::AdminService { manager }))
+        .add_service(AdminServer::new(admin::AdminService { manager, reloader }))
         .serve_with_incoming_shutdown(incoming, shutdown.triggered());
     tokio::pin!(server);
     tokio::select! {

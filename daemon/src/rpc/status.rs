@@ -2,7 +2,7 @@
 
 use tonic::{Code, Status};
 
-use crate::{core::CoreError, driver::DriverError};
+use crate::{core::CoreError, driver::DriverError, reload::ReloadError};
 
 impl From<CoreError> for Status {
     fn from(err: CoreError) -> Status {
@@ -33,4 +33,14 @@ impl From<CoreError> for Status {
 /// A request field that failed conversion.
 pub fn invalid(message: impl Into<String>) -> Status {
     Status::invalid_argument(message)
+}
+
+impl From<ReloadError> for Status {
+    fn from(err: ReloadError) -> Status {
+        let code = match &err {
+            ReloadError::NothingToReload | ReloadError::Failed { .. } => Code::FailedPrecondition,
+            ReloadError::Interrupted(_) => Code::Internal,
+        };
+        Status::new(code, err.to_string())
+    }
 }

@@ -1,0 +1,111 @@
+//! One accepted API connection, whatever transport it came by: the byte stream, the `Peer`
+//! the transport established (tonic puts it in every request's extensions for the auth
+//! layer), and the `max_clients` slot it holds until it closes. Both the UNIX and the TLS
+//! listeners feed these to the one gRPC server.
+
+use std::{
+    io,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpStream, UnixStream},
+    sync::OwnedSemaphorePermit,
+};
+use tokio_rustls::server::TlsStream;
+use tonic::transport::server::Connected;
+
+use crate::auth::Peer;
+
+/// The stream under a connection.
+pub enum ApiStream {
+    Unix(UnixStream),
+    /// Boxed: a rustls connection is large, and most connections are local.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// An accepted, identified connection holding one client slot.
+pub struct ApiConn {
+    stream: ApiStream,
+    peer: Peer,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl ApiConn {
+    pub fn new(stream: ApiStream, peer: Peer, slot: OwnedSemaphorePermit) -> ApiConn {
+        ApiConn {
+            stream,
+            peer,
+            _slot: slot,
+        }
+    }
+}
+
+impl Connected for ApiConn {
+    type ConnectInfo = Peer;
+
+    fn connect_info(&self) -> Peer {
+        self.peer.clone()
+    }
+}
+
+/// Calls `$method` on whichever stream the connection has.
+macro_rules! delegate {
+    ($self:ident, $s:ident => $call:expr) => {
+        match &mut $self.stream {
+            ApiStream::Unix($s) => {
+                let $s = Pin::new($s);
+                $call
+            }
+            ApiStream::Tls($s) => {
+                let $s = Pin::new($s.as_mut());
+                $call
+            }
+        }
+    };
+}
+
+impl AsyncRead for ApiConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        delegate!(self, s => s.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for ApiConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => s.poll_write(cx, buf))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => s.poll_flush(cx))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => s.poll_shutdown(cx))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, s => s.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.stream {
+            ApiStream::Unix(s) => s.is_write_vectored(),
+            ApiStream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
