@@ -28,7 +28,6 @@
 mod daemon;
 mod diag;
 pub mod domain;
-pub mod x509;
 mod load;
 mod located;
 mod qemu;
@@ -36,6 +35,7 @@ mod storage;
 mod validate;
 mod values;
 mod vnc;
+pub mod x509;
 
 pub use daemon::{DEFAULT_CRL_FILE, DaemonConfig};
 pub use diag::{ConfigError, ConfigErrors, Diagnostic, Report};

@@ -90,11 +90,17 @@ mod tests {
 
     #[test]
     fn globs_match_as_glib_does() {
-        assert!(glob_match("C=GB,*,CN=client1", "C=GB,ST=London,O=Example,CN=client1"));
+        assert!(glob_match(
+            "C=GB,*,CN=client1",
+            "C=GB,ST=London,O=Example,CN=client1"
+        ));
         assert!(glob_match("*", ""));
         assert!(glob_match("a?c", "abc"));
         assert!(!glob_match("a?c", "ac"));
-        assert!(!glob_match("C=GB,*,CN=client1", "C=GB,ST=London,CN=client12"));
+        assert!(!glob_match(
+            "C=GB,*,CN=client1",
+            "C=GB,ST=London,CN=client12"
+        ));
         assert!(glob_match("*CN=client1*", "O=x,CN=client12"));
         assert!(!glob_match("", "x"));
         assert!(glob_match(&"*a".repeat(50), &"a".repeat(200)));
