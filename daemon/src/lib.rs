@@ -73,7 +73,7 @@ pub enum DaemonError {
     #[error("Console TLS: {0}")]
     ConsoleTls(#[from] tls::TlsError),
     /// The API listener's own TLS files (`listen_tls`).
-    #[error("API TLS: {0}")]
+    #[error("TLS listener (listen_tls): {0}")]
     ApiTls(tls::TlsError),
     #[error("The {0} driver is not available in this build; set [daemon] driver = \"test\"")]
     DriverUnavailable(&'static str),
@@ -115,6 +115,9 @@ pub async fn run_with(
     };
     let audit = AuditLog::start(store.clone(), cfg.vnc.audit_max_age_days, &shutdown);
     let vnc = VncServices::new(&cfg, Arc::new(audit.clone()))?;
+    if let Some(vencrypt) = &vnc.vencrypt {
+        reloader.register(vencrypt.clone());
+    }
     let options = ManagerOptions {
         unix_sock_dir: daemon.unix_sock_dir.clone(),
         vnc,

@@ -67,8 +67,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let shutdown = vmgated::Shutdown::new();
-        // SIGHUP re-reads the TLS certificates, keys and CRLs, as libvirtd's does not but
-        // virt-admin server-update-tls and QEMU's display-reload do.
+        // SIGHUP re-reads the TLS certificates, keys and CRLs, as virt-admin
+        // server-update-tls and QEMU's display-reload do.
         let reloader = vmgated::Reloader::new();
         let on_hangup = reloader.clone();
         vmgated::shutdown::watch_signals(shutdown.clone(), move || on_hangup.on_hangup())

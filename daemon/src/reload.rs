@@ -88,7 +88,7 @@ impl ReloadTls for ReloadableServerConfig {
 /// Why a reload did not take everywhere.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
-    #[error("No TLS configuration to reload: listen_tls is off")]
+    #[error("No TLS configuration to reload: listen_tls and vnc_tls are off")]
     NothingToReload,
     #[error("{}", failure_message(.failed, .reloaded))]
     Failed {
@@ -136,7 +136,10 @@ impl Reloader {
 
     /// The registered names, in registration order.
     pub fn names(&self) -> Vec<String> {
-        self.snapshot().iter().map(|c| c.name().to_owned()).collect()
+        self.snapshot()
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect()
     }
 
     fn snapshot(&self) -> Vec<Arc<dyn ReloadTls>> {
@@ -255,7 +258,10 @@ mod tests {
             "Kept the previous api TLS configuration: /pki/servercert.pem: not a PEM \
              certificate; reloaded vnc"
         );
-        assert_eq!(*vnc.reloads.lock().unwrap_or_else(PoisonError::into_inner), 1);
+        assert_eq!(
+            *vnc.reloads.lock().unwrap_or_else(PoisonError::into_inner),
+            1
+        );
         api.broken.store(false, Ordering::SeqCst);
         assert_eq!(
             reloader.reload_blocking().expect("both reload"),

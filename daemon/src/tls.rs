@@ -5,8 +5,7 @@
 //! certificate at start. rustls with the ring provider; nothing here listens.
 
 use std::{
-    fmt,
-    fs,
+    fmt, fs,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     sync::Arc,
@@ -17,7 +16,9 @@ use rustls::{
     SignatureScheme,
     client::danger::HandshakeSignatureValid,
     crypto::{CryptoProvider, ring},
-    pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime, pem::PemObject},
+    pki_types::{
+        CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime, pem::PemObject,
+    },
     server::{
         WebPkiClientVerifier,
         danger::{ClientCertVerified, ClientCertVerifier},
@@ -38,11 +39,17 @@ pub enum TlsError {
 }
 
 fn read_err(path: &Path, e: impl fmt::Display) -> TlsError {
-    TlsError::Read { path: path.to_owned(), reason: e.to_string() }
+    TlsError::Read {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    }
 }
 
 fn invalid(path: &Path, reason: impl Into<String>) -> TlsError {
-    TlsError::Invalid { path: path.to_owned(), reason: reason.into() }
+    TlsError::Invalid {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
 }
 
 /// The files of one TLS server identity.
@@ -80,7 +87,13 @@ pub fn server_config(
     let key = load_key(&files.key)?;
     // Checks that the key belongs to the certificate, naming both files when not.
     CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider).map_err(|e| {
-        invalid(&files.key, format!("does not match the certificate {}: {e}", files.cert.display()))
+        invalid(
+            &files.key,
+            format!(
+                "does not match the certificate {}: {e}",
+                files.cert.display()
+            ),
+        )
     })?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -106,7 +119,9 @@ fn client_verifier(
 ) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
     let mut roots = RootCertStore::empty();
     for ca in load_certs(&files.ca)? {
-        roots.add(ca).map_err(|e| invalid(&files.ca, format!("not a usable CA certificate: {e}")))?;
+        roots
+            .add(ca)
+            .map_err(|e| invalid(&files.ca, format!("not a usable CA certificate: {e}")))?;
     }
     let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
     if let Some(crl) = &files.crl {
@@ -116,7 +131,9 @@ fn client_verifier(
             .map_err(|e| invalid(crl, format!("not a PEM CRL: {e}")))?;
         builder = builder.with_crls(crls).only_check_end_entity_revocation();
     }
-    let inner = builder.build().map_err(|e| TlsError::Config(e.to_string()))?;
+    let inner = builder
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
     Ok(Arc::new(DnAllowlist { inner, allowed_dns }))
 }
 
@@ -134,26 +151,37 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 
 /// Reads a private key, refusing one that other users can read.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let mode = fs::metadata(path).map_err(|e| read_err(path, e))?.permissions().mode();
+    let mode = fs::metadata(path)
+        .map_err(|e| read_err(path, e))?
+        .permissions()
+        .mode();
     if mode & 0o004 != 0 {
         return Err(invalid(
             path,
-            format!("private key is readable by other users (mode {:04o}); chmod 600 it", mode & 0o777),
+            format!(
+                "private key is readable by other users (mode {:04o}); chmod 600 it",
+                mode & 0o777
+            ),
         ));
     }
-    PrivateKeyDer::from_pem_file(path).map_err(|e| invalid(path, format!("not a PEM private key: {e}")))
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| invalid(path, format!("not a PEM private key: {e}")))
 }
 
 /// The DN of the peer's end-entity certificate, if it sent one.
 pub fn peer_dn(certs: Option<&[CertificateDer<'_>]>) -> Option<String> {
-    certs.and_then(|c| c.first()).and_then(|leaf| x509::subject_dn(leaf).ok())
+    certs
+        .and_then(|c| c.first())
+        .and_then(|leaf| x509::subject_dn(leaf).ok())
 }
 
 /// Problems with the daemon's own certificate that clients would trip over, each naming
 /// the file and the fix: expiry, no subjectAltName (webpki ignores the CN).
 pub fn check_own_certificate(path: &Path) -> Result<Vec<String>, TlsError> {
     let certs = load_certs(path)?;
-    let leaf = certs.first().ok_or_else(|| invalid(path, "holds no certificate"))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| invalid(path, "holds no certificate"))?;
     let (_, cert) = X509Certificate::from_der(leaf).map_err(|e| invalid(path, e.to_string()))?;
     let mut problems = Vec::new();
     if !cert.validity().is_valid() {
@@ -200,7 +228,9 @@ impl ClientCertVerifier for DnAllowlist {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
         let dn = x509::subject_dn(end_entity)
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
         if !x509::allowed(self.allowed_dns.as_deref(), &dn) {

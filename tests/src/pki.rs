@@ -28,23 +28,48 @@ pub struct Issued {
     pub key: PathBuf,
 }
 
+/// The kind of key every certificate of a [`Ca`] gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
+    /// RSA 2048, as libvirt's guide makes them.
+    Rsa2048,
+    /// ECDSA P-256.
+    EcdsaP256,
+}
+
+impl KeyType {
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            KeyType::Rsa2048 => &["--key-type=rsa", "--bits=2048"],
+            KeyType::EcdsaP256 => &["--key-type=ecdsa", "--curve=secp256r1"],
+        }
+    }
+}
+
 /// A certificate authority on disk.
 pub struct Ca {
     dir: PathBuf,
+    keys: KeyType,
     pub cert: PathBuf,
     pub key: PathBuf,
 }
 
 impl Ca {
-    /// A new self-signed CA in `dir` (created), named `cn`.
+    /// A new self-signed CA with RSA keys in `dir` (created), named `cn`.
     pub fn new(dir: &Path, cn: &str) -> Ca {
+        Ca::with_keys(dir, cn, KeyType::Rsa2048)
+    }
+
+    /// A new self-signed CA whose certificates all get `keys`.
+    pub fn with_keys(dir: &Path, cn: &str, keys: KeyType) -> Ca {
         fs::create_dir_all(dir).expect("create the PKI directory");
         let ca = Ca {
             dir: dir.to_path_buf(),
+            keys,
             cert: dir.join("cacert.pem"),
             key: dir.join("cakey.pem"),
         };
-        genkey(&ca.key);
+        genkey(&ca.key, keys);
         let template = ca.template(
             "ca",
             &format!("cn = {cn}\nca\ncert_signing_key\ncrl_signing_key\nexpiration_days = 30\n"),
@@ -74,7 +99,7 @@ impl Ca {
             cert: self.dir.join(format!("{name}-cert.pem")),
             key: self.dir.join(format!("{name}-key.pem")),
         };
-        genkey(&issued.key);
+        genkey(&issued.key, self.keys);
         let template = self.template(name, text);
         certtool(&[
             "--generate-certificate",
@@ -94,7 +119,10 @@ impl Ca {
 
     /// A server certificate whose subjectAltNames are `hosts` (names and IP addresses).
     pub fn server(&self, name: &str, hosts: &[&str]) -> Issued {
-        let mut text = format!("organization = Harness\ncn = {}\n", hosts.first().unwrap_or(&name));
+        let mut text = format!(
+            "organization = Harness\ncn = {}\n",
+            hosts.first().unwrap_or(&name)
+        );
         for host in hosts {
             let kind = match host.parse::<std::net::IpAddr>() {
                 Ok(_) => "ip_address",
@@ -187,14 +215,11 @@ pub fn set_mode(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
-fn genkey(out: &Path) {
-    certtool(&[
-        "--generate-privkey",
-        "--key-type=rsa",
-        "--bits=2048",
-        "--outfile",
-        path(out),
-    ]);
+fn genkey(out: &Path, keys: KeyType) {
+    let mut args = vec!["--generate-privkey"];
+    args.extend_from_slice(keys.args());
+    args.extend(["--outfile", path(out)]);
+    certtool(&args);
     set_mode(out, 0o600);
 }
 

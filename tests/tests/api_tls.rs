@@ -108,12 +108,15 @@ fn assert_refused(out: &CliOutput, daemon: &TestDaemon, words: &str) {
         "expected a refusal with {words:?}: {err}"
     );
     let logged = wait_until(Duration::from_secs(5), || {
-        daemon
-            .log()
-            .lines()
-            .any(|l| l.contains("TLS client refused") && l.contains("127.0.0.1") && l.contains(words))
+        daemon.log().lines().any(|l| {
+            l.contains("TLS client refused") && l.contains("127.0.0.1") && l.contains(words)
+        })
     });
-    assert!(logged, "the daemon did not log {words:?}:\n{}", daemon.log());
+    assert!(
+        logged,
+        "the daemon did not log {words:?}:\n{}",
+        daemon.log()
+    );
 }
 
 #[test]
@@ -126,7 +129,11 @@ fn an_allowed_dn_connects_and_is_read_write() {
     // The certificate is the authentication: a TLS client may change things.
     let uri = s.uri("localhost", &pkipath);
     let def = daemon.file("web.toml", "name = \"web\"\n");
-    run_vmgate(&["-c", &uri, "define", def.to_str().unwrap_or_default()], None).ok();
+    run_vmgate(
+        &["-c", &uri, "define", def.to_str().unwrap_or_default()],
+        None,
+    )
+    .ok();
     assert!(s.list(&pkipath).ok().contains("web"));
     assert!(
         daemon.log().contains(&pki::client_dn("client1")),
@@ -190,6 +197,60 @@ fn a_missing_client_certificate_is_named_by_the_client() {
         )) && err.contains("vmgate pki client-cert"),
         "{err}"
     );
+}
+
+/// Runs GnuTLS's `gnutls-cli` (libvirt's TLS library; same package as certtool) against
+/// the daemon with stdin closed, so it shakes hands and leaves.
+fn gnutls_cli(s: &Setup, client: Option<&Issued>) -> String {
+    let mut cmd = Command::new("timeout");
+    cmd.args([
+        "10",
+        "gnutls-cli",
+        "-p",
+        &s.port.to_string(),
+        "--x509cafile",
+    ])
+    .arg(&s.ca.cert);
+    if let Some(c) = client {
+        cmd.arg("--x509certfile")
+            .arg(&c.cert)
+            .arg("--x509keyfile")
+            .arg(&c.key);
+    }
+    let out = cmd
+        .arg("localhost")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run gnutls-cli");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn a_client_without_a_certificate_is_refused_in_the_handshake() {
+    let Some(s) = setup() else { return };
+    if !require_tool("gnutls-cli", "gnutls-bin") {
+        return;
+    }
+    let daemon = s.daemon(&["*"]);
+    let out = gnutls_cli(&s, None);
+    assert!(out.contains("Certificate is required"), "{out}");
+    let logged = wait_until(Duration::from_secs(5), || {
+        daemon.log().lines().any(|l| {
+            l.contains("TLS client refused: no client certificate") && l.contains("127.0.0.1")
+        })
+    });
+    assert!(logged, "{}", daemon.log());
+    // GnuTLS with a certificate gets through (the peer libvirt's clients use).
+    let (client1, _) = s.client("client1");
+    gnutls_cli(&s, Some(&client1));
+    let connected = wait_until(Duration::from_secs(5), || {
+        daemon.log().contains("TLS client connected")
+    });
+    assert!(connected, "{}", daemon.log());
 }
 
 #[test]
@@ -297,7 +358,9 @@ async fn a_reload_revokes_new_connections_and_spares_open_ones() {
     s.ca.crl(&[&client1], &s.crl);
     daemon.signal(Signal::SIGHUP);
     let reloaded = wait_until(Duration::from_secs(10), || {
-        daemon.log().contains("SIGHUP: reloaded the TLS configuration of api")
+        daemon
+            .log()
+            .contains("SIGHUP: reloaded the TLS configuration of api")
     });
     assert!(reloaded, "no reload logged:\n{}", daemon.log());
     assert_refused(&s.list(&pki1), &daemon, "revoked");
@@ -338,11 +401,16 @@ async fn a_broken_new_certificate_keeps_the_old_configuration() {
 
     daemon.signal(Signal::SIGHUP);
     let logged = wait_until(Duration::from_secs(10), || {
-        daemon.log().lines().any(|l| {
-            l.contains("SIGHUP") && l.contains(&s.server.cert.display().to_string())
-        })
+        daemon
+            .log()
+            .lines()
+            .any(|l| l.contains("SIGHUP") && l.contains(&s.server.cert.display().to_string()))
     });
-    assert!(logged, "SIGHUP should log the broken file:\n{}", daemon.log());
+    assert!(
+        logged,
+        "SIGHUP should log the broken file:\n{}",
+        daemon.log()
+    );
 }
 
 #[test]
@@ -355,4 +423,74 @@ fn reload_tls_needs_the_read_write_socket() {
     );
     let out = run_vmgate(&["-c", &ro, "admin", "reload-tls"], None);
     assert!(out.err().contains("host.admin"), "{out:?}");
+}
+
+/// Runs `vmgate ARGS...` without a connection (the `pki` commands), asserting success.
+fn vmgate_pki(args: &[&str]) {
+    let out = run_vmgate(args, None);
+    out.ok();
+}
+
+#[test]
+fn certificates_made_by_vmgate_pki_work_and_revoke() {
+    let dir = tempfile::Builder::new()
+        .prefix("vmgpki")
+        .tempdir()
+        .expect("temp dir");
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    vmgate_pki(&["pki", "init-ca", "--dir", &p("ca")]);
+    vmgate_pki(&[
+        "pki",
+        "server-cert",
+        "--ca-dir",
+        &p("ca"),
+        "--host",
+        "localhost",
+        "--out-dir",
+        &p("server"),
+    ]);
+    for cn in ["client0", "client1", "client2"] {
+        vmgate_pki(&[
+            "pki",
+            "client-cert",
+            "--ca-dir",
+            &p("ca"),
+            "--cn",
+            cn,
+            "--out-dir",
+            &p(cn),
+        ]);
+    }
+    // A configured crl_file must exist at start: revoking a spare certificate makes it.
+    vmgate_pki(&[
+        "pki",
+        "revoke",
+        "--ca-dir",
+        &p("ca"),
+        &p("client0/clientcert.pem"),
+    ]);
+    let port = pki::free_port();
+    let daemon = TestDaemon::start_with(&format!(
+        "listen_tls = true\nlisten_addr = \"127.0.0.1\"\ntls_port = {port}\n\
+         key_file = \"{}\"\ncert_file = \"{}\"\nca_file = \"{}\"\ncrl_file = \"{}\"\n\
+         tls_allowed_dn_list = [\"CN=client1\", \"CN=client2\"]\n",
+        p("server/private/serverkey.pem"),
+        p("server/servercert.pem"),
+        p("ca/cacert.pem"),
+        p("ca/cacrl.pem"),
+    ));
+    let uri = |cn: &str| format!("test+tls://localhost:{port}/default?pkipath={}", p(cn));
+    let list = |cn: &str| run_vmgate(&["-c", &uri(cn), "list"], None);
+    list("client1").ok();
+    assert_refused(&list("client0"), &daemon, "revoked");
+    vmgate_pki(&[
+        "pki",
+        "revoke",
+        "--ca-dir",
+        &p("ca"),
+        &p("client1/clientcert.pem"),
+    ]);
+    daemon.vmgate(&["admin", "reload-tls"]).ok();
+    assert_refused(&list("client1"), &daemon, "revoked");
+    list("client2").ok();
 }

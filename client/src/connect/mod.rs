@@ -119,7 +119,10 @@ pub enum ConnectError {
         "vmgated at {target} refused the client certificate {cert}: {reason}",
         cert = match .target { Target::Tls { cert, .. } => cert.display().to_string(), _ => String::new() }
     )]
-    ClientRefused { target: Target, reason: &'static str },
+    ClientRefused {
+        target: Target,
+        reason: &'static str,
+    },
     #[error("TLS handshake with {target} failed: {detail}")]
     TlsHandshake { target: Target, detail: String },
     #[error(

@@ -31,9 +31,11 @@ pub struct ClientPki {
     pub crl: Option<PathBuf>,
 }
 
-/// A file the client needs and could not find.
+/// A file the client needs and could not find: `client certificate /p/clientcert.pem not
+/// found; create one with ...`, or with the fallbacks `client certificate not found at
+/// /home/u/.pki/vmgate/clientcert.pem or /etc/pki/vmgate/clientcert.pem; ...`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what} {} not found; {fix}", shown(.looked))]
+#[error("{}", self.message())]
 pub struct MissingFile {
     /// What the file is: "client certificate".
     pub what: &'static str,
@@ -43,11 +45,22 @@ pub struct MissingFile {
     pub fix: String,
 }
 
-fn shown(looked: &[PathBuf]) -> String {
-    let names: Vec<String> = looked.iter().map(|p| p.display().to_string()).collect();
-    match names.as_slice() {
-        [one] => one.clone(),
-        _ => format!("(looked for {})", names.join(" and ")),
+impl MissingFile {
+    fn message(&self) -> String {
+        let names: Vec<String> = self
+            .looked
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        match names.as_slice() {
+            [one] => format!("{} {one} not found; {}", self.what, self.fix),
+            _ => format!(
+                "{} not found at {}; {}",
+                self.what,
+                names.join(" or "),
+                self.fix
+            ),
+        }
     }
 }
 
@@ -84,7 +97,7 @@ impl Kind {
         }
     }
 
-    fn fix(self, pkipath: Option<&Path>) -> String {
+    fn fix(self, pkipath: Option<&Path>, first: &Path) -> String {
         let dir = match pkipath {
             Some(d) => d.display().to_string(),
             None => format!("~/{USER_PKI_DIR}"),
@@ -95,8 +108,8 @@ impl Kind {
         };
         match self {
             Kind::Ca => format!(
-                "copy the CA's certificate there (vmgate pki client-cert --out-dir {dir} writes \
-                 it with the client certificate), or {other}"
+                "copy the CA's certificate to {}, or {other}",
+                first.display()
             ),
             Kind::Cert | Kind::Key => format!(
                 "create one with vmgate pki client-cert --ca-dir CADIR --cn NAME --out-dir {dir}, \
@@ -134,8 +147,11 @@ pub fn locate_with(
             Some(found) => Ok(found.clone()),
             None => Err(MissingFile {
                 what: kind.what(),
+                fix: kind.fix(
+                    pkipath,
+                    looked.first().map_or(Path::new(""), PathBuf::as_path),
+                ),
                 looked,
-                fix: kind.fix(pkipath),
             }),
         }
     };

@@ -94,8 +94,13 @@ pub fn client_config(pki: &ClientPki, no_verify: bool) -> Result<Arc<ClientConfi
             .map_err(|e| bad_file("CA certificate", &pki.ca, e))?
     };
     let chain = read_certs(&pki.cert, "client certificate")?;
-    let key = PrivateKeyDer::from_pem_file(&pki.key)
-        .map_err(|e| bad_file("client key", &pki.key, format!("not a PEM private key: {e}")))?;
+    let key = PrivateKeyDer::from_pem_file(&pki.key).map_err(|e| {
+        bad_file(
+            "client key",
+            &pki.key,
+            format!("not a PEM private key: {e}"),
+        )
+    })?;
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| bad_file("client certificate", &pki.cert, e))?
@@ -113,7 +118,10 @@ pub fn client_config(pki: &ClientPki, no_verify: bool) -> Result<Arc<ClientConfi
     Ok(Arc::new(config))
 }
 
-fn read_certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, ConnectError> {
+fn read_certs(
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, ConnectError> {
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| bad_file(what, path, e))?
         .collect::<Result<Vec<_>, _>>()
@@ -146,7 +154,10 @@ impl TlsFailure {
     }
 
     pub fn get(&self) -> Option<rustls::Error> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -260,16 +271,17 @@ pub(super) async fn channel(dial: &TlsDial) -> Result<(Channel, TlsFailure), Con
     };
     let endpoint = Endpoint::from_shared(authority)
         .unwrap_or_else(|_| Endpoint::from_static("http://vmgated:16514"));
-    let channel = endpoint
-        .connect_with_connector(redial)
-        .await
-        .map_err(|e| match failure.get() {
-            Some(tls) => classify_tls(dial, &tls),
-            None => ConnectError::Handshake {
-                target: dial.target(),
-                detail: crate::error::error_chain(&e),
-            },
-        })?;
+    let channel =
+        endpoint
+            .connect_with_connector(redial)
+            .await
+            .map_err(|e| match failure.get() {
+                Some(tls) => classify_tls(dial, &tls),
+                None => ConnectError::Handshake {
+                    target: dial.target(),
+                    detail: crate::error::error_chain(&e),
+                },
+            })?;
     Ok((channel, failure))
 }
 

@@ -32,7 +32,10 @@ pub enum Peer {
     Unix(UnixPeer),
     /// A client that completed the TLS handshake; `dn` is its certificate's subject, absent
     /// only with `tls_no_verify_certificate` (no certificate was asked for).
-    Tls { addr: SocketAddr, dn: Option<String> },
+    Tls {
+        addr: SocketAddr,
+        dn: Option<String>,
+    },
 }
 
 /// How a caller reached the daemon.
@@ -126,7 +129,10 @@ mod tests {
         assert!(!tls.readonly());
         assert_eq!(tls.transport(), Transport::Tls);
         assert_eq!(tls.dn(), Some("O=Example,CN=client1"));
-        assert_eq!(tls.to_string(), "x509 O=Example,CN=client1 from 192.0.2.7:50412");
+        assert_eq!(
+            tls.to_string(),
+            "x509 O=Example,CN=client1 from 192.0.2.7:50412"
+        );
         assert_eq!(Identity::of(unix(false)).to_string(), "uid 1000 (pid 42)");
     }
 }

@@ -49,7 +49,11 @@ pub fn api_config(daemon: &DaemonConfig) -> Result<Arc<ReloadableServerConfig>, 
             "tls_no_verify_certificate = true: TLS clients are NOT asked for certificates, so \
              anyone who can reach tls_port has full control; use it for tests only"
         );
-    } else if daemon.tls_allowed_dn_list.as_ref().is_some_and(Vec::is_empty) {
+    } else if daemon
+        .tls_allowed_dn_list
+        .as_ref()
+        .is_some_and(Vec::is_empty)
+    {
         tracing::warn!(
             "tls_allowed_dn_list is empty: EVERY TLS client will be refused; list DN globs, or \
              remove the key to not check DNs"
@@ -66,9 +70,14 @@ fn build(daemon: &DaemonConfig) -> Result<Arc<ServerConfig>, TlsError> {
         crl: daemon.effective_crl_file(),
     };
     if let Some(problem) = tls::check_own_certificate(&files.cert)?.into_iter().next() {
-        return Err(TlsError::Config(problem));
+        // The problems come prefixed with the file; the error names it once.
+        let prefix = format!("{}: ", files.cert.display());
+        let reason = problem.strip_prefix(&prefix).unwrap_or(&problem).to_owned();
+        return Err(TlsError::Invalid {
+            path: files.cert,
+            reason,
+        });
     }
-    warn_if_group_readable(&files.key);
     let clients = if daemon.tls_no_verify_certificate {
         ClientCerts::NotRequested
     } else {
@@ -77,19 +86,6 @@ fn build(daemon: &DaemonConfig) -> Result<Arc<ServerConfig>, TlsError> {
         }
     };
     tls::server_config(&files, &clients, &[b"h2"])
-}
-
-/// The config check warns at start; a reload reads the key again, so it warns again.
-fn warn_if_group_readable(key: &std::path::Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(key)
-        && meta.permissions().mode() & 0o040 != 0
-    {
-        tracing::warn!(
-            key = %key.display(),
-            "private key is readable by its group; chmod 0600 it unless that group is meant to read it"
-        );
-    }
 }
 
 /// The TLS listener's sockets and configuration.
@@ -294,7 +290,15 @@ async fn linger(mut tcp: TcpStream) {
 }
 
 fn log_refusal(addr: SocketAddr, err: &io::Error) {
-    match err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+    match err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::AlertReceived(alert)) => tracing::warn!(
+            peer = %addr,
+            "TLS client gave up: it did not accept the daemon's certificate ({alert:?}); check \
+             that cert_file names the host clients connect to and is signed by the CA they trust"
+        ),
         Some(tls_err) => {
             tracing::warn!(peer = %addr, "TLS client refused: {}", refusal_reason(tls_err))
         }
@@ -338,7 +342,10 @@ mod tests {
             (CertificateError::Revoked, "revoked"),
             (CertificateError::Expired, "expired"),
             (CertificateError::UnknownIssuer, "unknown issuer"),
-            (CertificateError::ApplicationVerificationFailure, "not allowed"),
+            (
+                CertificateError::ApplicationVerificationFailure,
+                "not allowed",
+            ),
         ];
         for (cert, words) in cases {
             let reason = refusal_reason(&rustls::Error::InvalidCertificate(cert));

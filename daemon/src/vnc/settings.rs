@@ -9,8 +9,8 @@ use crate::tls::TlsError;
 
 use super::{
     audit::AuditSink,
-    vencrypt::VencryptTls,
     throttle::{Throttle, ThrottleConfig},
+    vencrypt::VencryptTls,
 };
 
 /// What the gateways need from the daemon's configuration.
@@ -67,7 +67,8 @@ impl VncServices {
     pub fn new(cfg: &Config, audit: Arc<dyn AuditSink>) -> Result<Arc<VncServices>, TlsError> {
         let vnc = &cfg.vnc;
         let vencrypt = if vnc.vnc_tls {
-            let tls = VencryptTls::load(vnc.vnc_tls_x509_cert_dir.clone(), vnc.vnc_tls_x509_verify)?;
+            let tls =
+                VencryptTls::load(vnc.vnc_tls_x509_cert_dir.clone(), vnc.vnc_tls_x509_verify)?;
             Some(Arc::new(tls))
         } else {
             None

@@ -96,12 +96,19 @@ impl VencryptTls {
             ClientCerts::NotRequested
         };
         let config = tls::server_config(&files, &clients, &[])?;
-        Ok(VencryptTls { files, clients, current: RwLock::new(config) })
+        Ok(VencryptTls {
+            files,
+            clients,
+            current: RwLock::new(config),
+        })
     }
 
     /// The configuration new handshakes use.
     pub fn config(&self) -> Arc<ServerConfig> {
-        self.current.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Re-reads the files; on error the old configuration stays in force.
@@ -113,9 +120,15 @@ impl VencryptTls {
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = fresh;
         Ok(())
     }
+}
 
-    pub fn cert_file(&self) -> &std::path::Path {
-        &self.files.cert
+impl crate::reload::ReloadTls for VencryptTls {
+    fn name(&self) -> &str {
+        "vnc"
+    }
+
+    fn reload(&self) -> Result<(), TlsError> {
+        VencryptTls::reload(self)
     }
 }
 
@@ -135,19 +148,31 @@ mod tests {
     #[test]
     fn only_an_offered_subtype_is_accepted() {
         let offered = [Subtype::X509None];
-        assert_eq!(parse_choice(260u32.to_be_bytes(), &offered), Some(Subtype::X509None));
+        assert_eq!(
+            parse_choice(260u32.to_be_bytes(), &offered),
+            Some(Subtype::X509None)
+        );
         assert_eq!(parse_choice(261u32.to_be_bytes(), &offered), None);
-        assert_eq!(parse_choice(257u32.to_be_bytes(), &offered), None, "no anonymous TLS");
+        assert_eq!(
+            parse_choice(257u32.to_be_bytes(), &offered),
+            None,
+            "no anonymous TLS"
+        );
         assert_eq!(choice_ack(true), [1]);
         assert_eq!(choice_ack(false), [0]);
     }
 
     #[test]
     fn subtype_numbers_are_the_ones_qemu_and_gtk_vnc_use() {
-        let codes: Vec<u32> = [Subtype::X509None, Subtype::X509Vnc, Subtype::X509Plain, Subtype::X509Sasl]
-            .iter()
-            .map(|s| s.code())
-            .collect();
+        let codes: Vec<u32> = [
+            Subtype::X509None,
+            Subtype::X509Vnc,
+            Subtype::X509Plain,
+            Subtype::X509Sasl,
+        ]
+        .iter()
+        .map(|s| s.code())
+        .collect();
         assert_eq!(codes, vec![260, 261, 262, 263]);
     }
 }
