@@ -85,6 +85,13 @@ impl Store {
                     sqlx::query("PRAGMA foreign_keys = ON")
                         .execute(&mut *conn)
                         .await?;
+                    // In WAL mode NORMAL keeps every commit across a daemon crash and syncs
+                    // at checkpoints, not on each commit: audit records of busy consoles
+                    // must not cost an fsync each. Only an OS crash or power loss can drop
+                    // the newest commits.
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
                     Ok(())
                 })
             });
