@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     shutdown::Shutdown,
-    store::{Store, StoreError},
+    store::{Store, StoreError, unix_ms},
     vnc::audit::{AuditRecord, AuditSink},
 };
 
@@ -308,12 +308,6 @@ async fn prune_once(
     }
 }
 
-/// Milliseconds since the epoch, as the store keeps time.
-fn unix_ms(t: OffsetDateTime) -> i64 {
-    let ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
-    i64::try_from(ms).unwrap_or(if ms < 0 { i64::MIN } else { i64::MAX })
-}
-
 #[cfg(test)]
 mod tests {
     use time::Duration as TimeDelta;
@@ -322,9 +316,7 @@ mod tests {
     use crate::vnc::audit::AuditEvent;
 
     async fn temp_store() -> (Store, tempfile::TempDir) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}/a.db?mode=rwc", dir.path().display());
-        (Store::open(&url).await.expect("open"), dir)
+        Store::open_temp().await
     }
 
     /// A record `age` before now, truncated to the millisecond as the store keeps it.

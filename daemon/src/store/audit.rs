@@ -114,8 +114,8 @@ fn audit_record(row: &AnyRow) -> Result<AuditRecord, StoreError> {
     })
 }
 
-/// Milliseconds since the epoch (every `OffsetDateTime` fits).
-fn unix_ms(t: OffsetDateTime) -> i64 {
+/// Milliseconds since the epoch (every `OffsetDateTime` fits), as audit rows keep time.
+pub(crate) fn unix_ms(t: OffsetDateTime) -> i64 {
     let ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
     i64::try_from(ms).unwrap_or(if ms < 0 { i64::MIN } else { i64::MAX })
 }
@@ -131,9 +131,7 @@ mod tests {
     use super::*;
 
     async fn temp_store() -> (Store, tempfile::TempDir) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}/a.db?mode=rwc", dir.path().display());
-        (Store::open(&url).await.expect("open"), dir)
+        Store::open_temp().await
     }
 
     /// A record `secs` seconds after a fixed base time, with ms precision (what survives).

@@ -4,6 +4,8 @@
 //! before sqlx opens it (its -wal and -shm files inherit that mode) and runs in WAL mode.
 
 mod audit;
+
+pub(crate) use audit::unix_ms;
 mod domains;
 
 pub use domains::DomainRecord;
@@ -120,6 +122,14 @@ impl Store {
 
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// A fresh SQLite database in a temporary directory, for unit tests.
+    #[cfg(test)]
+    pub(crate) async fn open_temp() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/test.db?mode=rwc", dir.path().display());
+        (Store::open(&url).await.expect("open"), dir)
     }
 }
 
