@@ -264,16 +264,3 @@ impl ClientCertVerifier for DnAllowlist {
         self.inner.supported_verify_schemes()
     }
 }
-
-/// Words a client can show for a refused handshake, from the alert the server sent.
-pub fn describe_alert(alert: rustls::AlertDescription) -> &'static str {
-    use rustls::AlertDescription::*;
-    match alert {
-        AccessDenied => "not allowed: the certificate's DN is not on the server's list",
-        CertificateRevoked => "revoked: the certificate is on the CA's revocation list",
-        CertificateExpired => "expired: the certificate is not valid now",
-        UnknownCA => "unknown issuer: the certificate is not signed by the server's CA",
-        CertificateRequired => "the server requires a client certificate",
-        _ => "the server refused the TLS handshake",
-    }
-}

@@ -108,6 +108,24 @@ fn certtool(args: &[&str]) -> (bool, String) {
     tool("certtool", args)
 }
 
+/// A key and a self-signed certificate made by certtool from `template`.
+fn certtool_self_signed(key: &Path, cert: &Path, template: &str) {
+    let info = cert.with_extension("info");
+    fs::write(&info, template).expect("template");
+    let (ok, out) = certtool(&["--generate-privkey", "--outfile", text(key)]);
+    assert!(ok, "{out}");
+    let (ok, out) = certtool(&[
+        "--generate-self-signed",
+        "--load-privkey",
+        text(key),
+        "--template",
+        text(&info),
+        "--outfile",
+        text(cert),
+    ]);
+    assert!(ok, "{out}");
+}
+
 fn tool(name: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new(name).args(args).output().expect("run tool");
     let mut all = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -333,27 +351,13 @@ fn query_dn_prints_the_subject_in_certificate_order() {
     // A certificate certtool made, with a comma inside a value.
     let d = p.path("gnutls");
     fs::create_dir(&d).expect("mkdir");
-    let key = d.join("key.pem");
     let cert = d.join("cert.pem");
-    let template = d.join("cert.info");
-    fs::write(
-        &template,
+    certtool_self_signed(
+        &d.join("key.pem"),
+        &cert,
         "country = GB\nstate = London\nlocality = London\norganization = \"Example, Inc\"\n\
          unit = Ops\ncn = alice\ntls_www_client\nsigning_key\nexpiration_days = 30\n",
-    )
-    .expect("template");
-    let (ok, out) = certtool(&["--generate-privkey", "--outfile", text(&key)]);
-    assert!(ok, "{out}");
-    let (ok, out) = certtool(&[
-        "--generate-self-signed",
-        "--load-privkey",
-        text(&key),
-        "--template",
-        text(&template),
-        "--outfile",
-        text(&cert),
-    ]);
-    assert!(ok, "{out}");
+    );
     let dn = pki(&["query-dn", text(&cert)]).ok().trim_end().to_owned();
     assert_eq!(dn, certtool_subject_in_certificate_order(&cert));
     assert_eq!(
@@ -370,25 +374,12 @@ fn a_certtool_ca_signs_once_its_key_is_pkcs8() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = dir.path().join("ca");
     fs::create_dir(&ca).expect("mkdir");
-    let template = dir.path().join("ca.info");
-    fs::write(
-        &template,
-        "cn = GnuTLS CA\nca\ncert_signing_key\ncrl_signing_key\n",
-    )
-    .expect("template");
     let key = ca.join("cakey.pem");
-    let (ok, out) = certtool(&["--generate-privkey", "--outfile", text(&key)]);
-    assert!(ok, "{out}");
-    let (ok, out) = certtool(&[
-        "--generate-self-signed",
-        "--load-privkey",
-        text(&key),
-        "--template",
-        text(&template),
-        "--outfile",
-        text(&ca.join("cacert.pem")),
-    ]);
-    assert!(ok, "{out}");
+    certtool_self_signed(
+        &key,
+        &ca.join("cacert.pem"),
+        "cn = GnuTLS CA\nca\ncert_signing_key\ncrl_signing_key\n",
+    );
     let out_dir = dir.path().join("cli");
     let args = [
         "client-cert",

@@ -441,8 +441,8 @@ fn bare_name(presented: &str) -> &str {
     inner.trim_matches('"')
 }
 
-/// Words for a refusal by the server, from its alert. The daemon's `tls::describe_alert`
-/// has the same wording; the client cannot depend on the daemon crate.
+/// Words for a refusal by the server, from the alert the daemon's verifier sends (its DN
+/// allowlist fails with access_denied; webpki's errors map to the others).
 pub fn describe_alert(alert: AlertDescription) -> &'static str {
     use AlertDescription::*;
     match alert {
