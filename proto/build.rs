@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "proto/vmgate/v1/admin.proto",
     "proto/vmgate/v1/domain.proto",
     "proto/vmgate/v1/console.proto",
+    "proto/vmgate/v1/users.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -34,6 +34,9 @@ pub enum ClientError {
     Password(#[from] crate::console::password::PasswordError),
     #[error(transparent)]
     Since(#[from] crate::console::audit::SinceError),
+    /// Input the command cannot use (an ACL file that does not parse, ...).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl From<tonic::Status> for ClientError {

@@ -17,6 +17,7 @@
 //! - `validate`: [`validate`] and [`Supported`] (which features this build can honour).
 //! - `diag`: [`Diagnostic`], [`Report`], [`ConfigError`], [`ConfigErrors`].
 //! - `located`: toml error spans turned into `line:column` and key names.
+//! - [`acl`]: per-guest console ACL rules and the decision over them.
 //! - [`domain`]: guest definitions ([`domain::DomainDef`]), one parse-and-validate path for
 //!   files and API requests.
 //!
@@ -25,6 +26,7 @@
 //! `config/vmgated.toml` documents every key with its default; `config/local.toml` runs the
 //! daemon without root using the test driver. Both are checked by this crate's tests.
 
+pub mod acl;
 mod daemon;
 mod diag;
 pub mod domain;

@@ -35,6 +35,7 @@ use std::sync::Arc;
 use vmgate_config::{Config, DriverKind, Supported};
 
 use crate::{
+    auth::users::UserDb,
     core::{Manager, ManagerOptions, audit::AuditLog},
     driver::{Driver, test::TestDriver},
     rpc::{
@@ -54,6 +55,7 @@ pub fn supported() -> Supported {
         vnc_password: true,
         vnc_unix_socket: true,
         vnc_tls: true,
+        vnc_sasl: true,
         ..Supported::none()
     }
 }
@@ -70,8 +72,8 @@ pub enum DaemonError {
     Listen(#[from] listen::ListenError),
     #[error(transparent)]
     Serve(#[from] rpc::ServeError),
-    #[error("Console TLS: {0}")]
-    ConsoleTls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Consoles(#[from] vnc::settings::ServicesError),
     /// The API listener's own TLS files (`listen_tls`).
     #[error("TLS listener (listen_tls): {0}")]
     ApiTls(tls::TlsError),
@@ -114,7 +116,8 @@ pub async fn run_with(
         DriverKind::Qemu => return Err(DaemonError::DriverUnavailable("qemu")),
     };
     let audit = AuditLog::start(store.clone(), cfg.vnc.audit_max_age_days, &shutdown);
-    let vnc = VncServices::new(&cfg, Arc::new(audit.clone()))?;
+    let users = Arc::new(UserDb::new(store.users().await?));
+    let vnc = VncServices::new(&cfg, Arc::new(audit.clone()), users.clone())?;
     if let Some(vencrypt) = &vnc.vencrypt {
         reloader.register(vencrypt.clone());
     }
@@ -122,6 +125,7 @@ pub async fn run_with(
         unix_sock_dir: daemon.unix_sock_dir.clone(),
         vnc,
         audit: audit.clone(),
+        users,
     };
     let manager = Arc::new(Manager::load(store.clone(), driver, options, shutdown.clone()).await?);
 

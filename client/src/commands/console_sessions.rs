@@ -12,7 +12,7 @@ pub struct ConsoleSessionsArgs {
     /// Domain name or UUID
     #[arg(value_name = "DOMAIN")]
     domain: String,
-    /// Print a JSON array with the fields id, client, security_type, identity,
+    /// Print a JSON array with the fields id, client, security_type, identity, user, dn,
     /// connected_since, bytes_in, bytes_out, shared
     #[arg(long)]
     json: bool,

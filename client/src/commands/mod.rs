@@ -6,6 +6,7 @@
 mod admin;
 mod audit;
 mod autostart;
+mod console_acl;
 mod console_disconnect;
 mod console_sessions;
 mod define;
@@ -17,6 +18,7 @@ mod lifecycle;
 mod list;
 mod lookup;
 mod pki;
+mod sasl_user;
 mod undefine;
 mod uri;
 mod version;
@@ -75,6 +77,10 @@ pub enum Command {
     ConsoleDisconnect(console_disconnect::ConsoleDisconnectArgs),
     /// Change a domain's VNC password (prompted for, or read with --password-stdin)
     VncPasswd(vnc_passwd::VncPasswdArgs),
+    /// Show or change who may use a domain's console (users and certificate DNs)
+    ConsoleAcl(console_acl::ConsoleAclArgs),
+    /// Manage the SASL users who log in to consoles (add, passwd, del, list)
+    SaslUser(sasl_user::SaslUserArgs),
     /// Show the console audit trail (connections, logins, disconnects, changes)
     Audit(audit::AuditArgs),
     /// Make a CA, server and client certificates, and CRLs for TLS (no daemon needed)
@@ -117,6 +123,8 @@ pub async fn run(command: Command, session: &mut Session) -> Result<String, Clie
         Command::ConsoleDisconnect(a) => return console_disconnect::run(session, &a).await,
         Command::VncPasswd(a) => return vnc_passwd::run(session, &a).await,
         Command::Audit(a) => return audit::run(session, &a).await,
+        Command::ConsoleAcl(a) => return console_acl::run(session, &a).await,
+        Command::SaslUser(a) => return sasl_user::run(session, &a).await,
         Command::Pki(a) => return pki::run(&a),
         Command::Version => return version::run(session).await,
         Command::Admin(a) => return admin::run(session, &a).await,

@@ -109,7 +109,15 @@ pub async fn run(session: &mut Session, args: &VncPasswdArgs) -> Result<String, 
 /// stdin, else stdin's first line (without echo when stdin is a terminal, as in the
 /// interactive shell). Checked for length.
 fn from_stdin(session: &mut Session) -> Result<String, PasswordError> {
-    let line = match session.script_input() {
+    let line = secret_line(session)?;
+    password::check_length(&line)?;
+    Ok(line)
+}
+
+/// One secret line from stdin: the script's next line when the commands come from stdin,
+/// else stdin's first line (without echo on a terminal).
+pub(super) fn secret_line(session: &mut Session) -> Result<String, PasswordError> {
+    Ok(match session.script_input() {
         Some(script) => password::read_line(script)?,
         None => {
             let stdin = std::io::stdin();
@@ -119,7 +127,5 @@ fn from_stdin(session: &mut Session) -> Result<String, PasswordError> {
                 password::read_line(&mut stdin.lock())?
             }
         }
-    };
-    password::check_length(&line)?;
-    Ok(line)
+    })
 }

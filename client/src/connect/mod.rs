@@ -21,6 +21,7 @@ use tonic::{
 use vmgate_proto::v1::admin_client::AdminClient;
 use vmgate_proto::v1::console_client::ConsoleClient;
 use vmgate_proto::v1::domain_client::DomainClient;
+use vmgate_proto::v1::users_client::UsersClient;
 use vmgate_proto::v1::{Empty, VersionReply};
 
 use crate::error::status_detail;
@@ -39,6 +40,7 @@ pub struct Connection {
     pub domain: DomainClient<ApiChannel>,
     pub admin: AdminClient<ApiChannel>,
     pub console: ConsoleClient<ApiChannel>,
+    pub users: UsersClient<ApiChannel>,
     pub uri: ConnectUri,
     pub daemon: VersionReply,
 }
@@ -265,6 +267,7 @@ impl Connection {
         }
         Ok(Connection {
             console: ConsoleClient::new(channel.clone()),
+            users: UsersClient::new(channel.clone()),
             domain: DomainClient::new(channel),
             admin,
             uri: uri.clone(),

@@ -40,6 +40,13 @@ pub enum PasswordError {
          `vmgate vnc-passwd DOMAIN` on its own from a terminal"
     )]
     ScriptPrompt,
+    #[error(
+        "sasl-user cannot prompt for the password while commands are read from stdin; add \
+         --password-stdin and put the password on the line after the command"
+    )]
+    UserScriptPrompt,
+    #[error("the password is empty; nothing was changed")]
+    EmptyUserPassword,
     #[error("cannot read the password from stdin: {0}")]
     Stdin(std::io::Error),
     #[error(
@@ -77,6 +84,22 @@ pub fn confirm_new(
     let first =
         prompt(&format!("New VNC password for domain '{domain}': ")).map_err(prompt_error)?;
     check_length(&first)?;
+    let again = prompt("Retype the new password: ").map_err(prompt_error)?;
+    if first != again {
+        return Err(PasswordError::Mismatch);
+    }
+    Ok(first)
+}
+
+/// Asks for a SASL user's new password twice through `prompt`.
+pub fn confirm_user_password(
+    user: &str,
+    mut prompt: impl FnMut(&str) -> std::io::Result<String>,
+) -> Result<String, PasswordError> {
+    let first = prompt(&format!("New password for SASL user '{user}': ")).map_err(prompt_error)?;
+    if first.is_empty() {
+        return Err(PasswordError::EmptyUserPassword);
+    }
     let again = prompt("Retype the new password: ").map_err(prompt_error)?;
     if first != again {
         return Err(PasswordError::Mismatch);

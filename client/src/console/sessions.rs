@@ -66,8 +66,12 @@ pub struct SessionJson {
     pub client: String,
     /// `none`, `vnc`, `vencrypt-x509none`, ...
     pub security_type: String,
-    /// The user or certificate DN the session authenticated as; empty when none.
+    /// The user and/or certificate DN the session authenticated as; empty when none.
     pub identity: String,
+    /// The SASL or VeNCrypt Plain user; empty when none.
+    pub user: String,
+    /// The verified client certificate's DN; empty when none.
+    pub dn: String,
     /// Unix time in seconds.
     pub connected_since: i64,
     pub bytes_in: u64,
@@ -82,6 +86,8 @@ impl From<&Session> for SessionJson {
             client: s.client.clone(),
             security_type: s.security_type.clone(),
             identity: s.identity.clone(),
+            user: s.user.clone(),
+            dn: s.dn.clone(),
             connected_since: s.connected_since,
             bytes_in: s.bytes_in,
             bytes_out: s.bytes_out,
@@ -129,6 +135,8 @@ mod tests {
             client: client.into(),
             security_type: security.into(),
             identity: identity.into(),
+            user: identity.into(),
+            dn: String::new(),
             connected_since: 1_738_346_400,
             bytes_in: 2048,
             bytes_out: 1_258_291,
@@ -188,6 +196,8 @@ mod tests {
                 "client": "127.0.0.1:1",
                 "security_type": "none",
                 "identity": "",
+                "user": "",
+                "dn": "",
                 "connected_since": 1_738_346_400,
                 "bytes_in": 2048,
                 "bytes_out": 1_258_291,

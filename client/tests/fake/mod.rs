@@ -81,6 +81,8 @@ impl Fake {
                     client: "127.0.0.1:53422".into(),
                     security_type: "vnc".into(),
                     identity: String::new(),
+                    user: String::new(),
+                    dn: String::new(),
                     connected_since: SINCE,
                     bytes_in: 2048,
                     bytes_out: 1_258_291,
@@ -91,6 +93,8 @@ impl Fake {
                     client: "uid 1000".into(),
                     security_type: "vencrypt-x509sasl".into(),
                     identity: "alice".into(),
+                    user: "alice".into(),
+                    dn: String::new(),
                     connected_since: SINCE + 61,
                     bytes_in: 100,
                     bytes_out: 5 * 1024 * 1024 * 1024,
@@ -506,5 +510,17 @@ impl Console for FakeConsole {
 
     async fn audit(&self, r: Request<AuditRequest>) -> Result<Response<AuditReply>, Status> {
         Ok(self.audit_reply("Audit", r.into_inner(), None))
+    }
+
+    // Console ACLs are tested end to end against vmgated (tests/tests/console_acl.rs).
+    async fn list_acl(&self, _r: Request<DomainRef>) -> Result<Response<AclRules>, Status> {
+        Err(Status::unimplemented("not in the fake daemon"))
+    }
+
+    async fn change_acl(
+        &self,
+        _r: Request<AclChangeRequest>,
+    ) -> Result<Response<AclChangeReply>, Status> {
+        Err(Status::unimplemented("not in the fake daemon"))
     }
 }

@@ -8,6 +8,8 @@
 
 mod layer;
 pub mod permissions;
+pub mod sasl;
+pub mod users;
 
 use std::{fmt, net::SocketAddr};
 

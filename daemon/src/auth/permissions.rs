@@ -147,6 +147,15 @@ const TABLE: &[(&str, Permission)] = &[
         Permission::new(Domain, ConsoleAdmin),
     ),
     ("/vmgate.v1.Console/Audit", Permission::new(Host, Admin)),
+    ("/vmgate.v1.Console/ListAcl", Permission::new(Domain, Read)),
+    (
+        "/vmgate.v1.Console/ChangeAcl",
+        Permission::new(Domain, ConsoleAdmin),
+    ),
+    ("/vmgate.v1.Users/List", Permission::new(User, Admin)),
+    ("/vmgate.v1.Users/Add", Permission::new(User, Admin)),
+    ("/vmgate.v1.Users/SetPassword", Permission::new(User, Admin)),
+    ("/vmgate.v1.Users/Delete", Permission::new(User, Admin)),
 ];
 
 /// The permission `method` (a gRPC path) needs, or None for an unknown method.

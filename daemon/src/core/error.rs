@@ -38,6 +38,11 @@ pub enum CoreError {
     InvalidRequest(String),
     #[error("{0}")]
     NoSession(String),
+    /// A console ACL rule or SASL user that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
     #[error("{0}")]
     ConsoleState(String),
     #[error(transparent)]

@@ -23,9 +23,10 @@ use super::{
     state::{DomainState, Operation, StateReason},
 };
 use crate::{
+    auth::users::UserDb,
     driver::{Driver, Guest},
     shutdown::Shutdown,
-    store::{DomainRecord, Store},
+    store::{DomainRecord, Store, StoredRule},
     vnc::{
         gateway::{ConsoleAddress, Gateway},
         settings::VncServices,
@@ -40,6 +41,8 @@ pub struct ManagerOptions {
     /// What every console gateway shares (settings, lockout, audit sink).
     pub vnc: Arc<VncServices>,
     pub audit: AuditLog,
+    /// The SASL user database the consoles check logins against.
+    pub users: Arc<UserDb>,
 }
 
 /// Which domains `list` returns.
@@ -97,6 +100,8 @@ pub(super) struct SlotData {
     pub(super) state: DomainState,
     pub(super) reason: StateReason,
     pub(super) run: Option<Run>,
+    /// The console ACL rules, in order (as stored).
+    pub(super) acl: Vec<StoredRule>,
 }
 
 /// A running (or paused) guest.
@@ -111,7 +116,7 @@ pub(super) struct Run {
 }
 
 impl Slot {
-    fn new(uuid: Uuid, def: DomainDef, autostart: bool) -> Slot {
+    fn new(uuid: Uuid, def: DomainDef, autostart: bool, acl: Vec<StoredRule>) -> Slot {
         Slot {
             uuid,
             op: tokio::sync::Mutex::new(()),
@@ -121,6 +126,7 @@ impl Slot {
                 state: DomainState::ShutOff,
                 reason: StateReason::Unknown,
                 run: None,
+                acl,
             }),
         }
     }
@@ -178,6 +184,7 @@ impl Manager {
         shutdown: Shutdown,
     ) -> Result<Manager, CoreError> {
         let mut inventory = Inventory::default();
+        let mut acls = store.all_acl_rules().await?;
         for rec in store.domains().await? {
             let def = DomainDef::parse(&rec.definition, &format!("stored domain {}", rec.name))
                 .map_err(|e| {
@@ -187,9 +194,11 @@ impl Manager {
                     ))
                 })?;
             inventory.by_name.insert(rec.name.clone(), rec.uuid);
-            inventory
-                .by_uuid
-                .insert(rec.uuid, Arc::new(Slot::new(rec.uuid, def, rec.autostart)));
+            let acl = acls.remove(&rec.uuid).unwrap_or_default();
+            inventory.by_uuid.insert(
+                rec.uuid,
+                Arc::new(Slot::new(rec.uuid, def, rec.autostart, acl)),
+            );
         }
         Ok(Manager {
             domains: RwLock::new(inventory),
@@ -305,7 +314,7 @@ impl Manager {
                 let uuid = given.unwrap_or_else(Uuid::new_v4);
                 def.uuid = Some(uuid);
                 self.store.upsert_domain(&record(uuid, &def, false)).await?;
-                let slot = Arc::new(Slot::new(uuid, def.clone(), false));
+                let slot = Arc::new(Slot::new(uuid, def.clone(), false, Vec::new()));
                 let mut inv = self.inventory_mut();
                 inv.by_name.insert(def.name, uuid);
                 inv.by_uuid.insert(uuid, slot.clone());

@@ -16,6 +16,7 @@ use super::{
 };
 use crate::{
     driver::{Guest, GuestStatus, StopCause},
+    store::StoredRule,
     vnc::gateway::Gateway,
 };
 use vmgate_config::domain::DomainDef;
@@ -94,7 +95,8 @@ impl Manager {
                 name: def.name.clone(),
                 error,
             })?;
-        let gateway = match self.open_console(&def, guest.as_ref()).await {
+        let rules = slot.data().acl.clone();
+        let gateway = match self.open_console(&def, &rules, guest.as_ref()).await {
             Ok(gateway) => gateway,
             Err(e) => {
                 let _ = guest.destroy().await;
@@ -127,6 +129,7 @@ impl Manager {
     async fn open_console(
         &self,
         def: &DomainDef,
+        slot_rules: &[StoredRule],
         guest: &dyn Guest,
     ) -> Result<Option<Gateway>, CoreError> {
         let Some(graphics) = &def.graphics else {
@@ -140,9 +143,11 @@ impl Manager {
             .console()
             .ok_or_else(|| console_error("the driver gave the guest no framebuffer".into()))?;
         let token = self.shutdown.child_token();
+        let rules = slot_rules.iter().map(|r| r.rule.clone()).collect();
         Gateway::open(
             &def.name,
             graphics,
+            rules,
             backend,
             self.options.vnc.clone(),
             &token,

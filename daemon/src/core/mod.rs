@@ -2,6 +2,7 @@
 //! owns the in-memory inventory, persists definitions through `store`, and runs guests
 //! through a `driver`. It knows nothing of gRPC: `rpc` converts requests into calls here.
 
+pub mod access;
 pub mod audit;
 pub mod console;
 mod error;

@@ -1,5 +1,5 @@
-//! The `Console` service: live sessions, disconnecting one, the VNC password, and the
-//! audit trail. Each method converts, calls the core, converts back.
+//! The `Console` service: live sessions, disconnecting one, the VNC password, the
+//! console ACL, and the audit trail. Each method converts, calls the core, converts back.
 
 use std::sync::Arc;
 
@@ -67,6 +67,28 @@ impl Console for ConsoleService {
             .await?;
         Ok(Response::new(pb::AuditReply {
             records: records.iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn list_acl(&self, req: Request<pb::DomainRef>) -> Reply<pb::AclRules> {
+        let rules = self.manager.console_acl(domain_key(Some(req.get_ref()))?)?;
+        Ok(Response::new(pb::AclRules {
+            rules: rules.iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn change_acl(&self, req: Request<pb::AclChangeRequest>) -> Reply<pb::AclChangeReply> {
+        let by = caller(&req);
+        let req = req.get_ref();
+        let change = convert::acl_change(req)?;
+        let outcome = self
+            .manager
+            .change_console_acl(domain_key(req.domain.as_ref())?, change, &by)
+            .await?;
+        Ok(Response::new(pb::AclChangeReply {
+            rules: outcome.rules.iter().map(Into::into).collect(),
+            disconnected: u32::try_from(outcome.cut).unwrap_or(u32::MAX),
+            warnings: outcome.warnings,
         }))
     }
 

@@ -5,10 +5,15 @@ use vmgate_proto::v1 as pb;
 
 use super::status::invalid;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
-use vmgate_config::{Secret, domain::ConnectedPolicy};
+use vmgate_config::{
+    Secret,
+    acl::{AclPolicy, AclRule},
+    domain::ConnectedPolicy,
+};
 
 use crate::{
-    core::{DomainView, ListFilter, console::SetPassword, state::DomainState},
+    core::{DomainView, ListFilter, access::AclChange, console::SetPassword, state::DomainState},
+    store::StoredRule,
     vnc::{audit::AuditRecord, gateway::ConsoleAddress, sessions::SessionInfo},
 };
 
@@ -90,7 +95,9 @@ impl From<&SessionInfo> for pb::Session {
             id: s.id,
             client: s.client.clone(),
             security_type: s.security_type.to_owned(),
-            identity: s.identity.clone(),
+            identity: s.principal.to_string(),
+            user: s.principal.user.clone().unwrap_or_default(),
+            dn: s.principal.dn.clone().unwrap_or_default(),
             connected_since: s.since.unix_timestamp(),
             bytes_in: s.bytes_in,
             bytes_out: s.bytes_out,
@@ -110,6 +117,57 @@ impl From<&AuditRecord> for pb::AuditRecord {
             identity: r.identity.clone(),
             reason: r.reason.clone(),
         }
+    }
+}
+
+impl From<&StoredRule> for pb::AclRule {
+    fn from(r: &StoredRule) -> pb::AclRule {
+        pb::AclRule {
+            id: r.id,
+            kind: r.rule.kind.as_str().to_owned(),
+            pattern: r.rule.pattern.clone(),
+            policy: r.rule.policy.as_str().to_owned(),
+        }
+    }
+}
+
+/// A rule from a request; `policy` is not read when `with_policy` is false.
+fn acl_rule(r: &pb::AclRule, with_policy: bool) -> Result<AclRule, Status> {
+    let policy = if with_policy {
+        r.policy.parse().map_err(invalid)?
+    } else {
+        AclPolicy::Deny
+    };
+    Ok(AclRule {
+        kind: r.kind.parse().map_err(invalid)?,
+        pattern: r.pattern.clone(),
+        policy,
+    })
+}
+
+/// An ACL change request, validated.
+pub fn acl_change(req: &pb::AclChangeRequest) -> Result<AclChange, Status> {
+    use pb::acl_change_request::Change;
+    match &req.change {
+        Some(Change::Put(rule)) => Ok(AclChange::Put(acl_rule(rule, true)?)),
+        Some(Change::Remove(rule)) => {
+            let rule = acl_rule(rule, false)?;
+            Ok(AclChange::Remove {
+                kind: rule.kind,
+                pattern: rule.pattern,
+            })
+        }
+        Some(Change::RemoveId(id)) => Ok(AclChange::RemoveId(*id)),
+        Some(Change::Replace(rules)) => Ok(AclChange::Replace(
+            rules
+                .rules
+                .iter()
+                .map(|r| acl_rule(r, true))
+                .collect::<Result<_, _>>()?,
+        )),
+        None => Err(invalid(
+            "The ACL change is empty: put, remove, remove_id or replace",
+        )),
     }
 }
 

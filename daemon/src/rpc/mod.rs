@@ -11,6 +11,7 @@ mod domain;
 pub mod listen;
 mod status;
 pub mod tls_listen;
+mod users;
 
 use std::{sync::Arc, time::Duration};
 
@@ -88,6 +89,9 @@ pub async fn serve(
             manager: manager.clone(),
         }))
         .add_service(ConsoleServer::new(console::ConsoleService {
+            manager: manager.clone(),
+        }))
+        .add_service(users::UsersServer::new(users::UsersService {
             manager: manager.clone(),
         }))
         .add_service(AdminServer::new(admin::AdminService { manager, reloader }))

@@ -16,7 +16,8 @@ impl From<CoreError> for Status {
                 DriverError::Gone => Code::FailedPrecondition,
                 DriverError::StartFailed(_) | DriverError::Failed(_) => Code::Internal,
             },
-            CoreError::NoSession(_) => Code::NotFound,
+            CoreError::NoSession(_) | CoreError::NotFound(_) => Code::NotFound,
+            CoreError::AlreadyExists(_) => Code::AlreadyExists,
             CoreError::InvalidRequest(_) => Code::InvalidArgument,
             CoreError::Console { .. } | CoreError::NoConsole(_) | CoreError::ConsoleState(_) => {
                 Code::FailedPrecondition

@@ -3,12 +3,15 @@
 //! PostgreSQL accept; migrations are embedded per backend. A SQLite file is created 0600
 //! before sqlx opens it (its -wal and -shm files inherit that mode) and runs in WAL mode.
 
+mod acl;
 mod audit;
-
-pub(crate) use audit::unix_ms;
 mod domains;
+mod users;
 
+pub use acl::{RuleUpdate, StoredRule};
+pub(crate) use audit::unix_ms;
 pub use domains::DomainRecord;
+pub use users::UserRecord;
 
 use std::{
     fs::OpenOptions,

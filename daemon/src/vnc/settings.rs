@@ -1,11 +1,15 @@
-//! The `[vnc]` settings every gateway shares, and the services they share: the lockout
-//! tracker (failures count across all guests) and the audit sink.
+//! The `[vnc]` settings every gateway shares, and the services they share: console TLS,
+//! the SASL server for user logins, the lockout tracker (failures count across all
+//! guests) and the audit sink.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use vmgate_config::{Config, Secret};
+use vmgate_config::{AclDefault, Config, Secret};
 
-use crate::tls::TlsError;
+use crate::{
+    auth::{sasl::SaslServer, users::UserDb},
+    tls::TlsError,
+};
 
 use super::{
     audit::AuditSink,
@@ -31,6 +35,8 @@ pub struct VncSettings {
     /// Unauthenticated connections per guest (`vnc_max_pending`).
     pub max_pending: usize,
     pub handshake_timeout: Duration,
+    /// What a guest without ACL rules does with sessions that present an identity.
+    pub acl_default: AclDefault,
 }
 
 impl VncSettings {
@@ -49,8 +55,18 @@ impl VncSettings {
                 .unwrap_or(usize::MAX)
                 .max(1),
             handshake_timeout: Duration::from_secs(vnc.vnc_handshake_timeout_secs),
+            acl_default: vnc.vnc_acl_default,
         }
     }
+}
+
+/// Why the consoles' shared services could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ServicesError {
+    #[error("Console TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error("Console SASL (vnc_sasl): {0}")]
+    Sasl(String),
 }
 
 /// Everything the gateways of all guests share.
@@ -58,13 +74,19 @@ pub struct VncServices {
     pub settings: VncSettings,
     /// TLS for VeNCrypt when `vnc_tls` is on; every console then offers only VeNCrypt.
     pub vencrypt: Option<Arc<VencryptTls>>,
+    /// User logins when `vnc_sasl` is on (X509SASL and X509Plain inside VeNCrypt).
+    pub sasl: Option<Arc<SaslServer>>,
     pub throttle: Throttle,
     pub audit: Arc<dyn AuditSink>,
 }
 
 impl VncServices {
     /// Fails when `vnc_tls` is on and the certificate directory is not usable.
-    pub fn new(cfg: &Config, audit: Arc<dyn AuditSink>) -> Result<Arc<VncServices>, TlsError> {
+    pub fn new(
+        cfg: &Config,
+        audit: Arc<dyn AuditSink>,
+        users: Arc<UserDb>,
+    ) -> Result<Arc<VncServices>, ServicesError> {
         let vnc = &cfg.vnc;
         let vencrypt = if vnc.vnc_tls {
             let tls =
@@ -73,9 +95,17 @@ impl VncServices {
         } else {
             None
         };
+        let sasl = if vnc.vnc_sasl {
+            let server =
+                SaslServer::new(users, &vnc.vnc_sasl_mechanisms).map_err(ServicesError::Sasl)?;
+            Some(Arc::new(server))
+        } else {
+            None
+        };
         Ok(Arc::new(VncServices {
             settings: VncSettings::from_config(cfg),
             vencrypt,
+            sasl,
             throttle: Throttle::new(ThrottleConfig {
                 max_failures: vnc.vnc_auth_max_failures,
                 window: Duration::from_secs(vnc.vnc_auth_failure_window_secs),

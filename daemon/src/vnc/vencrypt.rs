@@ -103,6 +103,11 @@ impl VencryptTls {
         })
     }
 
+    /// Whether clients must present a certificate, which then identifies them (its DN).
+    pub fn verifies_clients(&self) -> bool {
+        matches!(self.clients, ClientCerts::Required { .. })
+    }
+
     /// The configuration new handshakes use.
     pub fn config(&self) -> Arc<ServerConfig> {
         self.current

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
+use vmgate_config::acl::Principal;
 
 use super::{
     Shared,
     handshake::{
-        Authenticated, Conn, HANDSHAKE_BUFFER, HandshakeError, authenticate, exchange_versions,
-        refuse,
+        Authenticated, Conn, HANDSHAKE_BUFFER, HandshakeError, Offer, authenticate,
+        exchange_versions, refuse,
     },
     relay::{RelayEnd, open_backend, relay},
 };
@@ -84,18 +85,19 @@ pub(super) async fn serve_client<S: ConsoleStream>(
         Err(ended) => return end_handshake(&shared, ended, &client, source),
     };
     shared.services.throttle.record_success(source);
+    let identity = auth.principal.to_string();
     let audit = ClientAudit {
         shared: &shared,
         client: &client,
         security: auth.security,
-        identity: &auth.identity,
+        identity: &identity,
     };
     audit.record(AuditEvent::AuthSuccess, "");
 
     let joining = Joining {
         client: client.clone(),
         security_type: auth.security,
-        identity: auth.identity.clone(),
+        principal: auth.principal.clone(),
         credential: auth.credential.clone(),
         shared: auth.shared,
     };
@@ -162,13 +164,13 @@ async fn handshake(
         });
     }
     let password = shared.password.borrow().clone();
-    authenticate(
-        conn,
-        version,
-        &password,
-        shared.services.vencrypt.as_deref(),
-    )
-    .await
+    let offer = Offer {
+        password: &password,
+        tls: shared.services.vencrypt.as_deref(),
+        sasl: shared.services.sasl.as_deref(),
+    };
+    let admit = |who: &Principal| shared.sessions.admits(who);
+    authenticate(conn, version, &offer, &admit).await
 }
 
 /// Records how a connection that never became a session ended, counting wrong

@@ -1,16 +1,19 @@
 //! The server side of the RFB handshake as the gateway speaks it to clients: version
 //! (3.3, 3.7 or 3.8), the security type this console offers (None, VNC password, or
-//! VeNCrypt with its X509 subtypes when consoles use TLS), the authentication itself, and
-//! ClientInit. It owns the stream because VeNCrypt replaces it with a TLS stream halfway.
+//! VeNCrypt with its X509 subtypes when consoles use TLS: X509SASL and X509Plain for user
+//! logins), the authentication itself, the console ACL's verdict, and ClientInit. It owns the stream because VeNCrypt replaces it with a TLS stream halfway.
 //! It decides nothing about sessions or backends: it reports who the client proved to be,
 //! or why it did not.
 
 use tokio_rustls::TlsAcceptor;
+use vmgate_config::acl::Principal;
 
 use crate::{
+    auth::sasl::SaslServer,
     driver::ConsoleStream,
     tls,
     vnc::{
+        gateway::login,
         password::{PasswordState, Unusable},
         rfb::{
             ClientInit, ProtocolVersion, RfbError, SecurityResult, SecurityType,
@@ -34,8 +37,8 @@ pub struct Authenticated {
     /// "none", "vnc", "vencrypt-x509none", ...
     pub security: &'static str,
     pub credential: Credential,
-    /// The client certificate's DN, when it sent one.
-    pub identity: String,
+    /// The user and the client certificate's DN, as far as the client proved them.
+    pub principal: Principal,
     pub shared: bool,
 }
 
@@ -105,19 +108,61 @@ pub async fn refuse(
     Ok(())
 }
 
-/// Offers the console's security type, authenticates, and reads ClientInit. Returns the
-/// stream to go on with (a TLS stream after VeNCrypt).
+/// What a console offers, from its settings and current password.
+pub struct Offer<'a> {
+    pub password: &'a PasswordState,
+    pub tls: Option<&'a VencryptTls>,
+    /// User logins (`vnc_sasl`): SASL and, inside TLS, VeNCrypt Plain.
+    pub sasl: Option<&'a SaslServer>,
+}
+
+impl Offer<'_> {
+    /// The VeNCrypt subtypes offered when TLS is on, strongest first.
+    fn subtypes(&self) -> Vec<Subtype> {
+        match (self.sasl.is_some(), self.password.is_set()) {
+            (true, _) => vec![Subtype::X509Sasl, Subtype::X509Plain],
+            (false, true) => vec![Subtype::X509Vnc],
+            (false, false) => vec![Subtype::X509None],
+        }
+    }
+
+    fn security_type(&self) -> SecurityType {
+        match (self.tls, self.sasl, self.password.is_set()) {
+            (Some(_), _, _) => SecurityType::VeNCrypt,
+            (None, Some(_), _) => SecurityType::Sasl,
+            (None, None, true) => SecurityType::VncAuth,
+            (None, None, false) => SecurityType::None,
+        }
+    }
+}
+
+/// The console ACL's verdict on who a client proved to be: Err carries the reason for the
+/// audit trail (the client only hears that it is not allowed).
+pub type Admit<'a> = &'a (dyn Fn(&Principal) -> Result<(), String> + Sync);
+
+/// What a refused client is told: the rules are not its business.
+pub const NOT_ALLOWED: &str = "not allowed to use this console (access list)";
+
+/// Offers the console's security type, authenticates, asks the ACL, and reads ClientInit.
+/// Returns the stream to go on with (a TLS stream after VeNCrypt).
 pub async fn authenticate(
     mut conn: Conn,
     version: ProtocolVersion,
-    password: &PasswordState,
-    tls: Option<&VencryptTls>,
+    offer: &Offer<'_>,
+    admit: Admit<'_>,
 ) -> Result<(Authenticated, Conn), HandshakeError> {
-    let offered = match (tls, password.is_set()) {
-        (Some(_), _) => SecurityType::VeNCrypt,
-        (None, true) => SecurityType::VncAuth,
-        (None, false) => SecurityType::None,
-    };
+    let offered = offer.security_type();
+    if offered == SecurityType::Sasl {
+        // SCRAM and PLAIN have no security layer: without TLS the login and everything
+        // after it would cross the network in the clear. Only GSSAPI could be offered
+        // here, and this build has none (the config check refuses vnc_sasl without vnc_tls).
+        let reason = "this console's SASL mechanisms need TLS (vnc_tls) underneath";
+        refuse(&mut conn, version, reason).await?;
+        return Err(HandshakeError::Refused {
+            security: Some("sasl"),
+            reason: reason.into(),
+        });
+    }
     if offered == SecurityType::VeNCrypt && !version.has_security_list() {
         let reason = "this console needs VeNCrypt (TLS), which RFB 3.3 clients cannot use";
         refuse(&mut conn, version, reason).await?;
@@ -135,72 +180,88 @@ pub async fn authenticate(
         offered
     };
 
-    let (security, credential, identity, mut conn) = match (chosen, tls) {
+    let (security, credential, principal, mut conn) = match (chosen, offer.tls) {
         (SecurityType::VeNCrypt, Some(tls)) => {
-            let subtype = if password.is_set() {
-                Subtype::X509Vnc
-            } else {
-                Subtype::X509None
-            };
-            let (mut conn, identity) = start_vencrypt(conn, subtype, tls).await?;
-            let credential = match subtype {
-                Subtype::X509Vnc => {
-                    vnc_auth(&mut conn, version, password, subtype.name()).await?;
-                    Credential::Password {
-                        generation: password.generation,
-                    }
-                }
-                _ => Credential::Anonymous,
-            };
+            let (mut conn, subtype, dn) = start_vencrypt(conn, &offer.subtypes(), tls).await?;
+            let security = subtype.name();
             // QEMU sends the result after every VeNCrypt subtype, whatever the version.
-            conn.send(&SecurityResult::Ok.encode(ProtocolVersion::V3_8))
-                .await?;
-            (subtype.name(), credential, identity, conn)
+            let version = ProtocolVersion::V3_8;
+            let (credential, user) = match (subtype, offer.sasl) {
+                (Subtype::X509Vnc, _) => {
+                    vnc_auth(&mut conn, version, offer.password, security).await?;
+                    let generation = offer.password.generation;
+                    (Credential::Password { generation }, None)
+                }
+                (Subtype::X509Sasl, Some(sasl)) => {
+                    let offered = sasl.offered();
+                    let user = login::sasl(&mut conn, version, sasl, offered, security).await?;
+                    (Credential::Login, Some(user))
+                }
+                (Subtype::X509Plain, Some(sasl)) => {
+                    let user = login::plain(&mut conn, version, sasl.users(), security).await?;
+                    (Credential::Login, Some(user))
+                }
+                _ => (Credential::Anonymous, None),
+            };
+            let principal = Principal { user, dn };
+            admit_or_refuse(&mut conn, version, admit, &principal, security).await?;
+            conn.send(&SecurityResult::Ok.encode(version)).await?;
+            (security, credential, principal, conn)
         }
         (SecurityType::VncAuth, _) => {
-            vnc_auth(&mut conn, version, password, "vnc").await?;
+            vnc_auth(&mut conn, version, offer.password, "vnc").await?;
             conn.send(&SecurityResult::Ok.encode(version)).await?;
-            (
-                "vnc",
-                Credential::Password {
-                    generation: password.generation,
-                },
-                String::new(),
-                conn,
-            )
+            let generation = offer.password.generation;
+            let credential = Credential::Password { generation };
+            ("vnc", credential, Principal::default(), conn)
         }
         _ => {
             if SecurityResult::follows(version, chosen) {
                 conn.send(&SecurityResult::Ok.encode(version)).await?;
             }
-            (
-                security_name(chosen),
-                Credential::Anonymous,
-                String::new(),
-                conn,
-            )
+            let security = security_name(chosen);
+            (security, Credential::Anonymous, Principal::default(), conn)
         }
     };
     let init = conn.read_array::<{ ClientInit::LEN }>("ClientInit").await?;
     let auth = Authenticated {
         security,
         credential,
-        identity,
+        principal,
         shared: ClientInit::parse(init).shared,
     };
     Ok((auth, conn))
 }
 
-/// The VeNCrypt exchange up to and including the TLS handshake; returns the TLS stream
-/// and the client certificate's DN (empty without one).
+/// Asks the ACL; a refusal is sent to the client and returned with its reason.
+async fn admit_or_refuse(
+    conn: &mut Conn,
+    version: ProtocolVersion,
+    admit: Admit<'_>,
+    principal: &Principal,
+    security: &'static str,
+) -> Result<(), HandshakeError> {
+    let Err(reason) = admit(principal) else {
+        return Ok(());
+    };
+    conn.send(&SecurityResult::Failed(NOT_ALLOWED.into()).encode(version))
+        .await?;
+    Err(HandshakeError::Refused {
+        security: Some(security),
+        reason: format!("{NOT_ALLOWED}: {reason}"),
+    })
+}
+
+/// The VeNCrypt exchange up to and including the TLS handshake; returns the TLS stream,
+/// the subtype the client chose and the client certificate's DN (None without one).
 async fn start_vencrypt(
     mut conn: Conn,
-    subtype: Subtype,
+    offered: &[Subtype],
     tls: &VencryptTls,
-) -> Result<(Conn, String), HandshakeError> {
+) -> Result<(Conn, Subtype, Option<String>), HandshakeError> {
     conn.send(&vencrypt::VERSION).await?;
     let version = conn.read_array::<2>("the VeNCrypt version").await?;
-    match vencrypt::version_reply(version, &[subtype]) {
+    match vencrypt::version_reply(version, offered) {
         Ok(reply) => conn.send(&reply).await?,
         Err(reject) => {
             conn.send(&reject).await?;
@@ -212,14 +273,14 @@ async fn start_vencrypt(
         }
     }
     let choice = conn.read_array::<4>("the VeNCrypt subtype").await?;
-    let accepted = vencrypt::parse_choice(choice, &[subtype]).is_some();
-    conn.send(&vencrypt::choice_ack(accepted)).await?;
-    if !accepted {
+    let chosen = vencrypt::parse_choice(choice, offered);
+    conn.send(&vencrypt::choice_ack(chosen.is_some())).await?;
+    let Some(subtype) = chosen else {
         let code = u32::from_be_bytes(choice);
         return Err(
             RfbError::Unsupported(format!("VeNCrypt subtype {code} was not offered")).into(),
         );
-    }
+    };
     let (stream, early) = conn.into_parts();
     if !early.is_empty() {
         return Err(RfbError::Unsupported("data before the TLS handshake".into()).into());
@@ -231,8 +292,12 @@ async fn start_vencrypt(
             security: Some(subtype.name()),
             reason: format!("TLS handshake failed: {e}"),
         })?;
-    let identity = tls::peer_dn(stream.get_ref().1.peer_certificates()).unwrap_or_default();
-    Ok((RfbStream::new(Box::new(stream), HANDSHAKE_BUFFER), identity))
+    let dn = tls::peer_dn(stream.get_ref().1.peer_certificates());
+    Ok((
+        RfbStream::new(Box::new(stream), HANDSHAKE_BUFFER),
+        subtype,
+        dn,
+    ))
 }
 
 /// The DES challenge; on failure the client is told why before the error returns.

@@ -8,6 +8,7 @@
 mod client;
 mod handshake;
 mod listen;
+mod login;
 mod relay;
 
 use std::{
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use vmgate_config::{
     Secret,
+    acl::AclRule,
     domain::{ConnectedPolicy, Graphics},
 };
 
@@ -83,10 +85,12 @@ struct Shared {
 }
 
 impl Gateway {
-    /// Binds the console's listener and starts serving it.
+    /// Binds the console's listener and starts serving it, admitting sessions under the
+    /// guest's console ACL `rules`.
     pub async fn open(
         domain: &str,
         graphics: &Graphics,
+        rules: Vec<AclRule>,
         backend: Arc<dyn ConsoleBackend>,
         services: Arc<VncServices>,
         parent: &CancellationToken,
@@ -95,16 +99,24 @@ impl Gateway {
             .passwd
             .clone()
             .or_else(|| services.settings.global_password.clone());
+        if graphics.passwd.is_some() && services.sasl.is_some() {
+            tracing::warn!(
+                domain,
+                "the guest's VNC passwd is ignored: vnc_sasl is on, so its console offers \
+                 only user logins (X509SASL, X509Plain)"
+            );
+        }
         if password.is_some() && services.settings.fips {
             return Err(GatewayError::FipsPassword);
         }
         let listener = listen::bind(domain, graphics, &services.settings).await?;
         let address = listener.address();
+        let acl_default = services.settings.acl_default;
         let shared = Arc::new(Shared {
             domain: domain.to_owned(),
             services,
             backend,
-            sessions: SessionRegistry::new(graphics.share_policy),
+            sessions: SessionRegistry::new(graphics.share_policy, rules, acl_default),
             password: watch::Sender::new(PasswordState {
                 password,
                 valid_to: graphics.passwd_valid_to,
@@ -144,6 +156,30 @@ impl Gateway {
         } else {
             Err(GatewayError::NoSession(id))
         }
+    }
+
+    /// Puts new ACL rules in force for the next handshake; unless the guest's `connected`
+    /// policy is `keep`, open sessions the rules no longer admit are cut at once. Returns
+    /// how many were cut.
+    pub fn set_acl(&self, rules: Vec<AclRule>) -> usize {
+        let cut_open = self.shared.connected != ConnectedPolicy::Keep;
+        let cut = self.shared.sessions.set_rules(rules, cut_open);
+        if cut > 0 {
+            tracing::info!(domain = %self.shared.domain, sessions = cut, "console ACL change cut sessions");
+        }
+        cut
+    }
+
+    /// Cuts the sessions of `user` (deleted, or its password changed); returns how many.
+    pub fn cut_user(&self, user: &str, why: &str) -> usize {
+        let reason = CutReason {
+            text: format!("user {user} {why}"),
+            revoked: true,
+        };
+        self.shared.sessions.cut_where(
+            |c, p| *c == Credential::Login && p.user.as_deref() == Some(user),
+            &reason,
+        )
     }
 
     /// Installs a new password; returns how many sessions were cut under the policy.
@@ -207,7 +243,7 @@ impl Shared {
     /// Cuts sessions that logged in with a password older than `current`.
     fn cut_password_sessions(&self, current: u64, reason: &CutReason) -> usize {
         self.sessions.cut_where(
-            |c| matches!(c, Credential::Password { generation } if *generation < current),
+            |c, _| matches!(c, Credential::Password { generation } if *generation < current),
             reason,
         )
     }

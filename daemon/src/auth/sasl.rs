@@ -1,0 +1,259 @@
+//! The SASL server vmgate runs for console logins (RFB type 20 and VeNCrypt X509SASL) and
+//! API logins: rsasl with SCRAM-SHA-256 and PLAIN, both checked against the one
+//! [`UserDb`]. [`SaslServer`] holds the rsasl configuration and which mechanisms are
+//! offered; a [`SaslExchange`] is one login, stepped with the client's messages until it
+//! ends with the authenticated user name or a refusal.
+//!
+//! An unknown user is answered exactly like a wrong password: SCRAM is given a decoy
+//! record whose salt is derived from the name (stable, so asking twice shows nothing),
+//! and the exchange fails at the proof as it would for a known user.
+
+use std::sync::{Arc, OnceLock};
+
+use rand::RngCore;
+use rsasl::{
+    callback::{Context, Request, SessionCallback, SessionData},
+    config::SASLConfig,
+    mechanisms::scram::properties::ScramStoredPassword,
+    mechname::Mechname,
+    prelude::{SASLServer, Session, SessionError, State, Validation},
+    property::{AuthId, AuthzId, Password},
+    validate::{Validate, ValidationError},
+};
+use sha2_10::{Digest, Sha256};
+
+use super::users::{SCRAM_ITERATIONS, UserDb};
+
+/// The mechanisms this build implements, strongest first.
+pub const IMPLEMENTED: [&str; 2] = ["SCRAM-SHA-256", "PLAIN"];
+
+/// The largest single SASL message accepted from a client (QEMU's limit).
+pub const MAX_MESSAGE: usize = 1024 * 1024;
+
+/// The authenticated user name, as the validation hands it back.
+struct LoginUser;
+impl Validation for LoginUser {
+    type Value = String;
+}
+
+/// Answers rsasl's questions from the user database.
+struct UserCallback {
+    users: Arc<UserDb>,
+}
+
+/// A per-daemon secret that decoy salts are derived from.
+fn decoy_secret() -> &'static [u8; 32] {
+    static SECRET: OnceLock<[u8; 32]> = OnceLock::new();
+    SECRET.get_or_init(|| {
+        let mut s = [0; 32];
+        rand::rng().fill_bytes(&mut s);
+        s
+    })
+}
+
+/// The authzid, when the client asked to act as someone other than itself.
+fn foreign_authzid<'a>(context: &'a Context) -> Option<&'a str> {
+    let authzid = context.get_ref::<AuthzId>().filter(|z| !z.is_empty())?;
+    match context.get_ref::<AuthId>() {
+        Some(authid) if authid == authzid => None,
+        _ => Some(authzid),
+    }
+}
+
+impl SessionCallback for UserCallback {
+    fn callback(
+        &self,
+        _session: &SessionData,
+        context: &Context,
+        request: &mut Request,
+    ) -> Result<(), SessionError> {
+        if !request.is::<ScramStoredPassword>() {
+            return Ok(());
+        }
+        let name = context.get_ref::<AuthId>().unwrap_or_default();
+        match self.users.get(name) {
+            Some(user) => {
+                request.satisfy::<ScramStoredPassword>(&ScramStoredPassword::new(
+                    user.iterations,
+                    &user.salt,
+                    &user.stored_key,
+                    &user.server_key,
+                ))?;
+            }
+            None => {
+                let salt = Sha256::new()
+                    .chain_update(decoy_secret())
+                    .chain_update(name.as_bytes())
+                    .finalize();
+                let keys = Sha256::new()
+                    .chain_update(b"keys")
+                    .chain_update(salt)
+                    .finalize();
+                request.satisfy::<ScramStoredPassword>(&ScramStoredPassword::new(
+                    SCRAM_ITERATIONS,
+                    &salt[..16],
+                    &keys,
+                    &keys,
+                ))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(
+        &self,
+        session: &SessionData,
+        context: &Context,
+        validate: &mut Validate<'_>,
+    ) -> Result<(), ValidationError> {
+        let Some(name) = context.get_ref::<AuthId>() else {
+            return Ok(());
+        };
+        if foreign_authzid(context).is_some() || self.users.get(name).is_none() {
+            return Ok(());
+        }
+        let proven = match session.mechanism().mechanism.as_str() {
+            // SCRAM calls validate only once the client's proof matched the record.
+            "SCRAM-SHA-256" => true,
+            "PLAIN" => context
+                .get_ref::<Password>()
+                .is_some_and(|p| self.users.check_password(name, p)),
+            _ => false,
+        };
+        if proven {
+            validate.with::<LoginUser, _>(|| Ok(name.to_owned()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a login did not succeed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SaslError {
+    #[error("SASL mechanism {0:?} is not offered here; offered: {1}")]
+    NotOffered(String, String),
+    /// Wrong user or password; deliberately says no more.
+    #[error("authentication failed")]
+    Failed,
+    /// The client's messages did not follow the mechanism.
+    #[error("SASL protocol error: {0}")]
+    Protocol(String),
+}
+
+/// The SASL configuration shared by every login of one kind (consoles, API).
+pub struct SaslServer {
+    config: Arc<SASLConfig>,
+    offered: Vec<String>,
+    users: Arc<UserDb>,
+}
+
+impl SaslServer {
+    /// `offered` is filtered to the implemented mechanisms, keeping the caller's order.
+    pub fn new(users: Arc<UserDb>, offered: &[String]) -> Result<SaslServer, String> {
+        let config = SASLConfig::builder()
+            .with_defaults()
+            .with_callback(UserCallback {
+                users: users.clone(),
+            })
+            .map_err(|e| format!("cannot set up SASL: {e}"))?;
+        let offered = offered
+            .iter()
+            .filter(|m| IMPLEMENTED.contains(&m.as_str()))
+            .cloned()
+            .collect();
+        Ok(SaslServer {
+            config,
+            offered,
+            users,
+        })
+    }
+
+    /// The mechanisms offered, in order.
+    pub fn offered(&self) -> &[String] {
+        &self.offered
+    }
+
+    /// The mechanisms offered, minus `PLAIN` when `allow_plain` is false.
+    pub fn offered_where(&self, allow_plain: bool) -> Vec<String> {
+        self.offered
+            .iter()
+            .filter(|m| allow_plain || m.as_str() != "PLAIN")
+            .cloned()
+            .collect()
+    }
+
+    pub fn users(&self) -> &Arc<UserDb> {
+        &self.users
+    }
+
+    /// Starts a login with the mechanism the client chose among `offered`.
+    pub fn start(&self, mechanism: &str, offered: &[String]) -> Result<SaslExchange, SaslError> {
+        let not_offered = || SaslError::NotOffered(mechanism.to_owned(), offered.join(","));
+        if !offered.iter().any(|m| m == mechanism) {
+            return Err(not_offered());
+        }
+        let name = Mechname::parse(mechanism.as_bytes()).map_err(|_| not_offered())?;
+        let session = SASLServer::<LoginUser>::new(self.config.clone())
+            .start_suggested(name)
+            .map_err(|_| not_offered())?;
+        Ok(SaslExchange {
+            session,
+            finished: false,
+        })
+    }
+}
+
+/// One step's answer.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Step {
+    /// Data for the client; None when the mechanism has nothing to send.
+    pub output: Option<Vec<u8>>,
+    /// The exchange is over: read [`SaslExchange::user`].
+    pub done: bool,
+}
+
+/// One login in progress.
+pub struct SaslExchange {
+    session: Session<LoginUser>,
+    finished: bool,
+}
+
+impl SaslExchange {
+    /// Feeds the client's message (None when it sent none) and returns the reply.
+    pub fn step(&mut self, input: Option<&[u8]>) -> Result<Step, SaslError> {
+        if self.finished {
+            return Err(SaslError::Protocol("the exchange is already over".into()));
+        }
+        let mut output = Vec::new();
+        let state = match self.session.step(input, &mut output) {
+            Ok(state) => state,
+            // A bad proof or a malformed message both end the exchange as a failure;
+            // which one it was is not the client's business.
+            Err(SessionError::MechanismError(_)) | Err(SessionError::ValidationError(_)) => {
+                self.finished = true;
+                return Err(SaslError::Failed);
+            }
+            Err(e) => {
+                self.finished = true;
+                return Err(SaslError::Protocol(e.to_string()));
+            }
+        };
+        let sent = state.has_sent_message();
+        self.finished = matches!(state, State::Finished(_));
+        Ok(Step {
+            output: sent.then_some(output),
+            done: self.finished,
+        })
+    }
+
+    /// The authenticated user, once the exchange is over and succeeded.
+    pub fn user(&mut self) -> Result<String, SaslError> {
+        if !self.finished {
+            return Err(SaslError::Protocol("the exchange is not over".into()));
+        }
+        self.session.validation().ok_or(SaslError::Failed)
+    }
+}
+
+#[cfg(test)]
+mod tests;

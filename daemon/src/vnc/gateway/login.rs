@@ -1,0 +1,244 @@
+//! User logins on a console, inside VeNCrypt's TLS: the SASL exchange in exactly the
+//! format QEMU uses for RFB type 20 and X509SASL (`ui/vnc-auth-sasl.c`), and VeNCrypt
+//! Plain (X509Plain), whose user name and password are checked against the same user
+//! database, so clients without SASL (TigerVNC) still log in as a user the ACL can judge.
+//!
+//! On a wrong credential the client is sent the failed SecurityResult here; on success
+//! nothing is sent, because the ACL has yet to admit the user.
+//!
+//! SASL wire format: server sends `u32 len, mechlist` (comma separated); the client sends
+//! `u32 len (1..=100), mechname`, then `u32 len, data` where a non-empty `data` ends with
+//! a NUL that `len` counts (0 = no data; at most 1 MiB). Each server step is `u32 len,
+//! data + NUL` (or `u32 0`) and a `u8` that is 1 when the exchange is complete. Further
+//! client steps use the same `u32 len, data + NUL` form.
+
+use std::sync::Arc;
+
+use super::handshake::{Conn, HANDSHAKE_BUFFER, HandshakeError};
+use crate::{
+    auth::{
+        sasl::{MAX_MESSAGE, SaslError, SaslExchange, SaslServer, Step},
+        users::UserDb,
+    },
+    vnc::rfb::{ProtocolVersion, RfbError, SecurityResult},
+};
+
+/// The longest mechanism name a client may send (QEMU's limit).
+pub const MAX_MECHNAME: usize = 100;
+/// The longest X509Plain user name or password accepted.
+pub const MAX_PLAIN_FIELD: usize = 1024;
+/// A login may not go on for more steps than this (SCRAM needs two).
+const MAX_STEPS: usize = 8;
+
+/// The text every wrong credential gets, whatever was wrong (QEMU's words).
+pub const AUTH_FAILED: &str = "Authentication failed";
+
+/// Reads a `u32` length.
+async fn read_len(conn: &mut Conn, during: &'static str) -> Result<usize, HandshakeError> {
+    let len = u32::from_be_bytes(conn.read_array::<4>(during).await?);
+    Ok(usize::try_from(len).unwrap_or(usize::MAX))
+}
+
+/// Reads exactly `len` bytes, raising the connection's buffer bound for them.
+async fn read_exact(
+    conn: &mut Conn,
+    len: usize,
+    during: &'static str,
+) -> Result<Vec<u8>, HandshakeError> {
+    conn.set_max(len.max(HANDSHAKE_BUFFER));
+    let bytes = conn
+        .expect(during, |b| {
+            Ok((b.len() >= len).then(|| (b[..len].to_vec(), len)))
+        })
+        .await;
+    conn.set_max(HANDSHAKE_BUFFER);
+    Ok(bytes?)
+}
+
+/// One client SASL message: None for "no data", else the data without its NUL.
+async fn read_client_data(
+    conn: &mut Conn,
+    during: &'static str,
+) -> Result<Option<Vec<u8>>, HandshakeError> {
+    let len = read_len(conn, during).await?;
+    if len == 0 {
+        return Ok(None);
+    }
+    if len > MAX_MESSAGE {
+        return Err(RfbError::TooLong {
+            what: "SASL client data",
+            len: len as u64,
+            max: MAX_MESSAGE,
+        }
+        .into());
+    }
+    let mut data = read_exact(conn, len, during).await?;
+    if data.pop() != Some(0) {
+        return Err(RfbError::Unsupported("SASL client data without its NUL byte".into()).into());
+    }
+    Ok(Some(data))
+}
+
+/// Encodes a server step: the data with its NUL (or an empty length) and `complete`.
+pub fn encode_server_step(data: Option<&[u8]>, complete: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.map_or(0, <[u8]>::len) + 6);
+    match data {
+        Some(d) => {
+            let len = u32::try_from(d.len() + 1).unwrap_or(u32::MAX);
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(d);
+            out.push(0);
+        }
+        None => out.extend_from_slice(&0_u32.to_be_bytes()),
+    }
+    out.push(u8::from(complete));
+    out
+}
+
+/// Tells the client its credentials failed and returns the matching error.
+async fn fail(
+    conn: &mut Conn,
+    version: ProtocolVersion,
+    security: &'static str,
+) -> Result<String, HandshakeError> {
+    conn.send(&SecurityResult::Failed(AUTH_FAILED.into()).encode(version))
+        .await?;
+    Err(HandshakeError::BadCredentials {
+        security,
+        reason: "authentication failed (wrong user or password)".into(),
+    })
+}
+
+/// Runs one SASL step off the async threads (PLAIN runs PBKDF2).
+async fn step(
+    mut exchange: SaslExchange,
+    input: Option<Vec<u8>>,
+) -> (SaslExchange, Result<Step, SaslError>) {
+    let joined = tokio::task::spawn_blocking(move || {
+        let result = exchange.step(input.as_deref());
+        (exchange, result)
+    })
+    .await;
+    match joined {
+        Ok(done) => done,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// The SASL exchange; returns the user name.
+pub async fn sasl(
+    conn: &mut Conn,
+    version: ProtocolVersion,
+    server: &SaslServer,
+    offered: &[String],
+    security: &'static str,
+) -> Result<String, HandshakeError> {
+    let mechlist = offered.join(",");
+    let mut out = u32::try_from(mechlist.len())
+        .unwrap_or(u32::MAX)
+        .to_be_bytes()
+        .to_vec();
+    out.extend_from_slice(mechlist.as_bytes());
+    conn.send(&out).await?;
+
+    let len = read_len(conn, "the SASL mechanism name").await?;
+    if !(1..=MAX_MECHNAME).contains(&len) {
+        return Err(RfbError::TooLong {
+            what: "SASL mechanism name",
+            len: len as u64,
+            max: MAX_MECHNAME,
+        }
+        .into());
+    }
+    let name = read_exact(conn, len, "the SASL mechanism name").await?;
+    let name = String::from_utf8_lossy(&name).into_owned();
+    let mut exchange = match server.start(&name, offered) {
+        Ok(exchange) => exchange,
+        Err(e) => {
+            conn.send(&SecurityResult::Failed(e.to_string()).encode(version))
+                .await?;
+            return Err(HandshakeError::Refused {
+                security: Some(security),
+                reason: e.to_string(),
+            });
+        }
+    };
+    let mut input = read_client_data(conn, "the SASL start").await?;
+    for _ in 0..MAX_STEPS {
+        let (back, result) = step(exchange, input).await;
+        exchange = back;
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(SaslError::Failed) => return fail(conn, version, security).await,
+            Err(e) => {
+                conn.send(&SecurityResult::Failed(AUTH_FAILED.into()).encode(version))
+                    .await?;
+                return Err(RfbError::Unsupported(e.to_string()).into());
+            }
+        };
+        if reply.done {
+            // A failed proof is answered with the failure alone, as Cyrus SASL does.
+            let Ok(user) = exchange.user() else {
+                return fail(conn, version, security).await;
+            };
+            conn.send(&encode_server_step(reply.output.as_deref(), true))
+                .await?;
+            return Ok(user);
+        }
+        conn.send(&encode_server_step(reply.output.as_deref(), false))
+            .await?;
+        input = read_client_data(conn, "a SASL step").await?;
+    }
+    Err(RfbError::Unsupported(format!("SASL exchange longer than {MAX_STEPS} steps")).into())
+}
+
+/// VeNCrypt Plain: `u32 ulen, u32 plen, user, password`; returns the user name.
+pub async fn plain(
+    conn: &mut Conn,
+    version: ProtocolVersion,
+    users: &Arc<UserDb>,
+    security: &'static str,
+) -> Result<String, HandshakeError> {
+    let lens = conn.read_array::<8>("the VeNCrypt Plain lengths").await?;
+    let ulen = u32::from_be_bytes([lens[0], lens[1], lens[2], lens[3]]) as usize;
+    let plen = u32::from_be_bytes([lens[4], lens[5], lens[6], lens[7]]) as usize;
+    for (what, len) in [("Plain user name", ulen), ("Plain password", plen)] {
+        if len > MAX_PLAIN_FIELD {
+            return Err(RfbError::TooLong {
+                what,
+                len: len as u64,
+                max: MAX_PLAIN_FIELD,
+            }
+            .into());
+        }
+    }
+    let both = read_exact(conn, ulen + plen, "the VeNCrypt Plain credentials").await?;
+    let (user, password) = both.split_at(ulen);
+    let user = String::from_utf8_lossy(user).into_owned();
+    let password = password.to_vec();
+    let check_users = users.clone();
+    let check_user = user.clone();
+    let ok =
+        tokio::task::spawn_blocking(move || check_users.check_password(&check_user, &password))
+            .await
+            .unwrap_or(false);
+    if ok {
+        Ok(user)
+    } else {
+        fail(conn, version, security).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_steps_carry_a_nul_and_the_complete_flag() {
+        assert_eq!(
+            encode_server_step(Some(b"r=abc"), false),
+            [0, 0, 0, 6, b'r', b'=', b'a', b'b', b'c', 0, 0]
+        );
+        assert_eq!(encode_server_step(None, true), [0, 0, 0, 0, 1]);
+    }
+}
