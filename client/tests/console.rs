@@ -108,6 +108,8 @@ async fn sessions_table_and_json() {
             "client": "uid 1000",
             "security_type": "vencrypt-x509sasl",
             "identity": "alice",
+            "user": "alice",
+            "dn": "",
             "connected_since": SINCE + 61,
             "bytes_in": 100,
             "bytes_out": 5u64 * 1024 * 1024 * 1024,
