@@ -231,7 +231,130 @@ pub async fn plain(
 
 #[cfg(test)]
 mod tests {
+    use rsasl::prelude::{Mechname, SASLClient, SASLConfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
     use super::*;
+    use crate::{auth::users::make_record, vnc::rfb::io::RfbStream};
+
+    fn server() -> SaslServer {
+        let users = Arc::new(UserDb::new(vec![make_record("alice", b"pw")]));
+        SaslServer::new(users, &["SCRAM-SHA-256".into(), "PLAIN".into()]).expect("server")
+    }
+
+    /// Runs `login::sasl` against the client half it returns.
+    fn serve(
+        server: SaslServer,
+    ) -> (
+        tokio::task::JoinHandle<Result<String, HandshakeError>>,
+        DuplexStream,
+    ) {
+        let (ours, theirs) = tokio::io::duplex(4 << 20);
+        let task = tokio::spawn(async move {
+            let mut conn: Conn = RfbStream::new(Box::new(ours), HANDSHAKE_BUFFER);
+            let offered = server.offered().to_vec();
+            sasl(&mut conn, ProtocolVersion::V3_8, &server, &offered, "test").await
+        });
+        (task, theirs)
+    }
+
+    async fn read_u32(c: &mut DuplexStream) -> u32 {
+        c.read_u32().await.expect("u32")
+    }
+
+    async fn read_mechlist(c: &mut DuplexStream) -> String {
+        let len = read_u32(c).await as usize;
+        let mut list = vec![0; len];
+        c.read_exact(&mut list).await.expect("mechlist");
+        String::from_utf8(list).expect("utf8")
+    }
+
+    /// Sends `data` in the client format: length with the NUL, data, NUL.
+    async fn send_data(c: &mut DuplexStream, data: &[u8]) {
+        c.write_u32(u32::try_from(data.len() + 1).expect("len"))
+            .await
+            .expect("len");
+        c.write_all(data).await.expect("data");
+        c.write_u8(0).await.expect("nul");
+    }
+
+    /// Reads a server step: data without its NUL, and the complete flag.
+    async fn read_step(c: &mut DuplexStream) -> (Vec<u8>, bool) {
+        let len = read_u32(c).await as usize;
+        let mut data = vec![0; len];
+        c.read_exact(&mut data).await.expect("data");
+        data.pop();
+        (data, c.read_u8().await.expect("complete") == 1)
+    }
+
+    #[tokio::test]
+    async fn scram_over_the_qemu_wire_format() {
+        let (task, mut c) = serve(server());
+        assert_eq!(read_mechlist(&mut c).await, "SCRAM-SHA-256,PLAIN");
+        c.write_u32(13).await.expect("len");
+        c.write_all(b"SCRAM-SHA-256").await.expect("name");
+        let config = SASLConfig::with_credentials(None, "alice".into(), "pw".into()).expect("cfg");
+        let mech = Mechname::parse(b"SCRAM-SHA-256").expect("mech");
+        let mut client = SASLClient::new(config)
+            .start_suggested(&[mech])
+            .expect("client");
+        let mut out = Vec::new();
+        client.step(None, &mut out).expect("client first");
+        send_data(&mut c, &out).await;
+        let (server_first, complete) = read_step(&mut c).await;
+        assert!(!complete);
+        out.clear();
+        client
+            .step(Some(&server_first), &mut out)
+            .expect("client final");
+        send_data(&mut c, &out).await;
+        let (server_final, complete) = read_step(&mut c).await;
+        assert!(complete && server_final.starts_with(b"v="));
+        assert_eq!(task.await.expect("join").expect("login"), "alice");
+    }
+
+    #[tokio::test]
+    async fn mechanism_names_over_100_bytes_are_refused() {
+        let (task, mut c) = serve(server());
+        read_mechlist(&mut c).await;
+        c.write_u32(101).await.expect("len");
+        let err = task.await.expect("join").expect_err("refused");
+        assert!(err.to_string().contains("mechanism name"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn client_data_over_1_mib_is_refused_and_data_without_nul_too() {
+        let (task, mut c) = serve(server());
+        read_mechlist(&mut c).await;
+        c.write_u32(5).await.expect("len");
+        c.write_all(b"PLAIN").await.expect("name");
+        c.write_u32(u32::try_from(MAX_MESSAGE + 1).expect("len"))
+            .await
+            .expect("len");
+        let err = task.await.expect("join").expect_err("refused");
+        assert!(err.to_string().contains("1048576"), "{err}");
+
+        let (task, mut c) = serve(server());
+        read_mechlist(&mut c).await;
+        c.write_u32(5).await.expect("len");
+        c.write_all(b"PLAIN").await.expect("name");
+        c.write_u32(9).await.expect("len");
+        c.write_all(b"\0alice\0pw").await.expect("data");
+        let err = task.await.expect("join").expect_err("refused");
+        assert!(err.to_string().contains("NUL"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn wrong_plain_password_gets_the_failure_result() {
+        let (task, mut c) = serve(server());
+        read_mechlist(&mut c).await;
+        c.write_u32(5).await.expect("len");
+        c.write_all(b"PLAIN").await.expect("name");
+        send_data(&mut c, b"\0alice\0wrong").await;
+        assert_eq!(read_u32(&mut c).await, 1, "SecurityResult failed");
+        let err = task.await.expect("join").expect_err("refused");
+        assert!(err.counts_as_failure());
+    }
 
     #[test]
     fn server_steps_carry_a_nul_and_the_complete_flag() {
