@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "proto/vmgate/v1/domain.proto",
     "proto/vmgate/v1/console.proto",
     "proto/vmgate/v1/users.proto",
+    "proto/vmgate/v1/auth.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

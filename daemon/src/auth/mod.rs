@@ -7,6 +7,7 @@
 //! read-write caller (`auth_tls = "none"`), as libvirtd trusts it.
 
 mod layer;
+pub mod login;
 pub mod permissions;
 pub mod sasl;
 pub mod users;
