@@ -8,6 +8,7 @@
 //!   and print, as pure functions.
 //! - [`error`]: [`ClientError`] and how a `tonic::Status` reads (daemon refusal vs. lost
 //!   connection).
+//! - [`login`]: SASL logins when the daemon asks for one, and the credentials file.
 //! - [`output`]: the text and JSON the commands print, as pure functions.
 //! - [`pki`]: `vmgate pki`'s certificate authority: CA, server and client certificates, CRLs,
 //!   written with safe modes; file work only, no daemon.
@@ -18,6 +19,7 @@
 pub mod connect;
 pub mod console;
 pub mod error;
+pub mod login;
 pub mod output;
 pub mod pki;
 pub mod script;

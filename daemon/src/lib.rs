@@ -56,6 +56,8 @@ pub fn supported() -> Supported {
         vnc_unix_socket: true,
         vnc_tls: true,
         vnc_sasl: true,
+        sasl: true,
+        listen_tcp: true,
         ..Supported::none()
     }
 }
@@ -77,6 +79,8 @@ pub enum DaemonError {
     /// The API listener's own TLS files (`listen_tls`).
     #[error("TLS listener (listen_tls): {0}")]
     ApiTls(tls::TlsError),
+    #[error("API SASL: {0}")]
+    Sasl(String),
     #[error("The {0} driver is not available in this build; set [daemon] driver = \"test\"")]
     DriverUnavailable(&'static str),
 }
@@ -125,7 +129,7 @@ pub async fn run_with(
         unix_sock_dir: daemon.unix_sock_dir.clone(),
         vnc,
         audit: audit.clone(),
-        users,
+        users: users.clone(),
     };
     let manager = Arc::new(Manager::load(store.clone(), driver, options, shutdown.clone()).await?);
 
@@ -171,7 +175,28 @@ pub async fn run_with(
             .unwrap_or(usize::MAX)
             .max(1),
     };
-    let listeners = rpc::Listeners { unix: sockets, tls };
+    let tcp = if daemon.listen_tcp {
+        let listeners = rpc::tcp_listen::bind_tcp(daemon.listen_addr.as_deref(), daemon.tcp_port)
+            .await
+            .map_err(DaemonError::Listen)?;
+        for l in &listeners {
+            if let Ok(addr) = l.local_addr() {
+                tracing::info!(%addr, "listening for TCP clients (SASL login required)");
+            }
+        }
+        listeners
+    } else {
+        Vec::new()
+    };
+    let api_mechanisms: Vec<String> = auth::sasl::IMPLEMENTED.map(str::to_owned).to_vec();
+    let api_sasl =
+        auth::sasl::SaslServer::new(users, &api_mechanisms).map_err(DaemonError::Sasl)?;
+    let listeners = rpc::Listeners {
+        unix: sockets,
+        tls,
+        tcp,
+        logins: auth::login::Logins::from_config(daemon, Arc::new(api_sasl)),
+    };
     let served = rpc::serve(manager.clone(), listeners, limits, reloader, &shutdown).await;
     shutdown.trigger();
     manager.stop_guests().await;

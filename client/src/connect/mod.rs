@@ -6,6 +6,7 @@
 //! never parses URIs (see `uri`).
 
 pub mod pki;
+mod tcp;
 pub mod tls;
 mod unix;
 
@@ -25,7 +26,9 @@ use vmgate_proto::v1::users_client::UsersClient;
 use vmgate_proto::v1::{Empty, VersionReply};
 
 use crate::error::status_detail;
+use crate::login::{self, LoginTarget};
 use crate::uri::{ConnectUri, Driver, Transport};
+use tls::{TlsDial, TlsFailure};
 
 pub use tls::DEFAULT_TLS_PORT;
 pub use unix::{DEFAULT_RO_SOCKET, DEFAULT_SOCKET, socket_path};
@@ -43,6 +46,8 @@ pub struct Connection {
     pub users: UsersClient<ApiChannel>,
     pub uri: ConnectUri,
     pub daemon: VersionReply,
+    /// The SASL user the connection logged in as, when the daemon asked for a login.
+    pub user: Option<String>,
 }
 
 /// What a connection was opened to, for messages.
@@ -56,6 +61,8 @@ pub enum Target {
         port: u16,
         cert: PathBuf,
     },
+    /// A plain TCP listener.
+    Tcp { host: String, port: u16 },
 }
 
 impl Target {
@@ -63,6 +70,7 @@ impl Target {
     fn hint(&self) -> &'static str {
         match self {
             Target::Socket(_) => "is it vmgated's socket?",
+            Target::Tcp { .. } => "is it vmgated's tcp_port, with listen_tcp = true?",
             Target::Tls { .. } => {
                 "is it vmgated's tls_port? If it is, vmgated may have refused the client \
                  certificate: its log says why"
@@ -77,6 +85,8 @@ impl fmt::Display for Target {
             Target::Socket(path) => write!(f, "{}", path.display()),
             Target::Tls { host, port, .. } if host.contains(':') => write!(f, "[{host}]:{port}"),
             Target::Tls { host, port, .. } => write!(f, "{host}:{port}"),
+            Target::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            Target::Tcp { host, port } => write!(f, "{host}:{port}"),
         }
     }
 }
@@ -84,11 +94,6 @@ impl fmt::Display for Target {
 /// Why a connection could not be opened. Each message names what was tried and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error(
-        "transport {0} is not available in this build yet; connect through the local socket \
-         (qemu:///system, or qemu+unix:///system?socket=PATH) or over TLS (qemu+tls://HOST/system)"
-    )]
-    TransportUnavailable(Transport),
     /// A TLS file the client needs is missing.
     #[error(transparent)]
     MissingFile(#[from] pki::MissingFile),
@@ -98,6 +103,8 @@ pub enum ConnectError {
         path: PathBuf,
         reason: String,
     },
+    #[error(transparent)]
+    Login(#[from] crate::login::LoginError),
     #[error("cannot resolve host {host}: {err}")]
     Resolve { host: String, err: std::io::Error },
     #[error(
@@ -185,6 +192,7 @@ fn suggest(served: &str, target: &Target) -> String {
             socket.display()
         ),
         Target::Tls { .. } => format!("{served}+tls://{target}/{path}"),
+        Target::Tcp { .. } => format!("{served}+tcp://{target}/{path}"),
     }
 }
 
@@ -230,12 +238,33 @@ impl Connection {
                 let (channel, failure) = tls::channel(&dial).await?;
                 (channel, dial.target(), Some((dial, failure)))
             }
-            t @ Transport::Tcp => {
-                return Err(ConnectError::TransportUnavailable(t));
+            Transport::Tcp => {
+                let host = uri.host.clone().unwrap_or_else(|| "localhost".into());
+                let port = uri.port.unwrap_or(tcp::DEFAULT_TCP_PORT);
+                let channel = tcp::channel(&host, port).await?;
+                (channel, Target::Tcp { host, port }, None)
             }
         };
         let flags = ConnectionFlags { readonly };
         let channel = InterceptedService::new(channel, flags);
+        // The first call: whether (and how) this connection must log in.
+        let offer = tokio::time::timeout(HANDSHAKE_TIMEOUT, login::offer(channel.clone()))
+            .await
+            .map_err(|_| ConnectError::Timeout {
+                target: target.clone(),
+            })?;
+        let offer = match offer {
+            Ok(offer) => offer,
+            Err(status) => return Err(first_call_failed(status, target, dial.as_ref())),
+        };
+        let login_target = LoginTarget {
+            host: uri.host.as_deref().unwrap_or("localhost"),
+            user: uri.user.as_deref(),
+            plain_tcp: uri.transport == Transport::Tcp,
+        };
+        let user = login::login(channel.clone(), &offer, &login_target)
+            .await
+            .map_err(ConnectError::Login)?;
         let mut admin = AdminClient::new(channel.clone());
         let reply = tokio::time::timeout(HANDSHAKE_TIMEOUT, admin.version(Empty {}))
             .await
@@ -272,7 +301,29 @@ impl Connection {
             admin,
             uri: uri.clone(),
             daemon,
+            user,
         })
+    }
+}
+
+/// Explains a failed first call: under TLS 1.3 a refused client certificate shows up
+/// there, on the first read.
+fn first_call_failed(
+    status: tonic::Status,
+    target: Target,
+    dial: Option<&(TlsDial, TlsFailure)>,
+) -> ConnectError {
+    if !crate::error::is_transport_status(&status) {
+        return ConnectError::Refused(status);
+    }
+    if let Some((dial, failure)) = dial
+        && let Some(tls_err) = failure.get()
+    {
+        return tls::classify_tls(dial, &tls_err);
+    }
+    ConnectError::Handshake {
+        target,
+        detail: status_detail(&status),
     }
 }
 

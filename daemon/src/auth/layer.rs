@@ -11,7 +11,11 @@ use std::{
 use tonic::{Status, body::Body};
 use tower::{Layer, Service};
 
-use super::{Identity, Peer, permissions::permission_for};
+use super::{Identity, permissions::permission_for};
+use crate::rpc::conn::ConnInfo;
+
+/// Methods of the `Auth` service, which are all an unauthenticated connection may call.
+const AUTH_SERVICE: &str = "/vmgate.v1.Auth/";
 
 /// Request header by which a client asks to be treated as read-only.
 pub const READONLY_HEADER: &str = "vmgate-readonly";
@@ -65,10 +69,26 @@ fn authorize<B>(req: &mut http::Request<B>) -> Result<(), Status> {
     let Some(permission) = permission_for(&method) else {
         return Err(Status::unimplemented(format!("Unknown method {method}")));
     };
-    let Some(peer) = req.extensions().get::<Peer>().cloned() else {
+    let Some(conn) = req.extensions().get::<ConnInfo>().cloned() else {
         return Err(Status::unauthenticated("The connection has no identity"));
     };
-    let mut identity = Identity::of(peer);
+    if method.starts_with(AUTH_SERVICE) {
+        // Logging in is what an unauthenticated connection may do, and all it may do.
+        req.extensions_mut().insert(conn.login);
+        return Ok(());
+    }
+    let mut identity = Identity::of(conn.peer);
+    if let Some(login) = &conn.login {
+        match login.user() {
+            Some(user) => identity.user = Some(user),
+            None => {
+                return Err(Status::unauthenticated(
+                    "This connection must log in first: vmgated asks for a SASL login on it \
+                     (auth_* = \"sasl\"); vmgate does so when it connects",
+                ));
+            }
+        }
+    }
     // A client may ask to be read-only on any transport (`vmgate -r`); it can only lose
     // rights.
     if req.headers().get(READONLY_HEADER).is_some_and(|v| v == "1") {

@@ -10,9 +10,12 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use vmgate_config::x509::glob_match;
+use vmgate_config::{AuthKind, DaemonConfig, x509::glob_match};
 
-use super::sasl::{SaslError, SaslExchange, SaslServer, Step};
+use super::{
+    Peer,
+    sasl::{SaslError, SaslExchange, SaslServer, Step},
+};
 
 /// Failed logins one connection may make before it is refused for good.
 pub const MAX_FAILURES: u32 = 3;
@@ -66,6 +69,45 @@ impl LoginPolicy {
     }
 }
 
+/// Which connections must log in, by transport (`auth_unix_rw`, `auth_unix_ro`,
+/// `auth_tcp`, `auth_tls`).
+pub struct Logins {
+    policy: LoginPolicy,
+    unix_rw: bool,
+    unix_ro: bool,
+    tcp: bool,
+    tls: bool,
+    tcp_min_ssf: u32,
+}
+
+impl Logins {
+    /// None when no transport uses SASL.
+    pub fn from_config(daemon: &DaemonConfig, server: Arc<SaslServer>) -> Option<Logins> {
+        let sasl = |kind: AuthKind| kind == AuthKind::Sasl;
+        let logins = Logins {
+            policy: LoginPolicy::new(server, daemon.sasl_allowed_username_list.clone()),
+            unix_rw: sasl(daemon.auth_unix_rw),
+            unix_ro: sasl(daemon.auth_unix_ro),
+            tcp: sasl(daemon.auth_tcp),
+            tls: sasl(daemon.auth_tls),
+            tcp_min_ssf: daemon.tcp_min_ssf,
+        };
+        (logins.unix_rw || logins.unix_ro || logins.tcp || logins.tls).then_some(logins)
+    }
+
+    /// The login a new connection from `peer` must make, if any.
+    pub fn for_peer(&self, peer: &Peer) -> Option<Arc<ConnLogin>> {
+        let offer = match peer {
+            Peer::Unix(p) if p.readonly && self.unix_ro => self.policy.secure_offer(),
+            Peer::Unix(p) if !p.readonly && self.unix_rw => self.policy.secure_offer(),
+            Peer::Tls { .. } if self.tls => self.policy.secure_offer(),
+            Peer::Tcp { .. } if self.tcp => self.policy.tcp_offer(self.tcp_min_ssf),
+            _ => return None,
+        };
+        Some(Arc::new(ConnLogin::new(self.policy.clone(), offer)))
+    }
+}
+
 /// Why a login call failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LoginError {
@@ -84,9 +126,16 @@ pub enum LoginError {
 }
 
 enum State {
-    Idle { failures: u32 },
-    Running { exchange: SaslExchange, failures: u32 },
-    Done { user: String },
+    Idle {
+        failures: u32,
+    },
+    Running {
+        exchange: SaslExchange,
+        failures: u32,
+    },
+    Done {
+        user: String,
+    },
 }
 
 /// The login state of one connection.
@@ -188,8 +237,8 @@ mod tests {
 
     fn policy(allowed: Option<Vec<String>>) -> LoginPolicy {
         let users = Arc::new(UserDb::new(vec![make_record("alice", b"pw")]));
-        let server = SaslServer::new(users, &["SCRAM-SHA-256".into(), "PLAIN".into()])
-            .expect("server");
+        let server =
+            SaslServer::new(users, &["SCRAM-SHA-256".into(), "PLAIN".into()]).expect("server");
         LoginPolicy::new(Arc::new(server), allowed)
     }
 

@@ -39,6 +39,10 @@ pub enum Peer {
         addr: SocketAddr,
         dn: Option<String>,
     },
+    /// A plain TCP client (`listen_tcp`): nobody until it logs in with SASL.
+    Tcp {
+        addr: SocketAddr,
+    },
 }
 
 /// How a caller reached the daemon.
@@ -46,6 +50,7 @@ pub enum Peer {
 pub enum Transport {
     Unix,
     Tls,
+    Tcp,
 }
 
 /// The authenticated caller of one request.
@@ -54,6 +59,8 @@ pub struct Identity {
     pub peer: Peer,
     /// Limited to read-only permissions (the ro socket, or a client asking for it).
     pub readonly: bool,
+    /// The SASL user the connection logged in as, when its transport asks for a login.
+    pub user: Option<String>,
 }
 
 impl Identity {
@@ -61,7 +68,11 @@ impl Identity {
     /// when it came through the ro socket.
     pub fn of(peer: Peer) -> Identity {
         let readonly = matches!(&peer, Peer::Unix(p) if p.readonly);
-        Identity { peer, readonly }
+        Identity {
+            peer,
+            readonly,
+            user: None,
+        }
     }
 
     pub fn readonly(&self) -> bool {
@@ -72,6 +83,7 @@ impl Identity {
         match self.peer {
             Peer::Unix(_) => Transport::Unix,
             Peer::Tls { .. } => Transport::Tls,
+            Peer::Tcp { .. } => Transport::Tcp,
         }
     }
 
@@ -79,7 +91,7 @@ impl Identity {
     pub fn dn(&self) -> Option<&str> {
         match &self.peer {
             Peer::Tls { dn, .. } => dn.as_deref(),
-            Peer::Unix(_) => None,
+            Peer::Unix(_) | Peer::Tcp { .. } => None,
         }
     }
 
@@ -87,7 +99,7 @@ impl Identity {
     pub fn unix(&self) -> Option<&UnixPeer> {
         match &self.peer {
             Peer::Unix(p) => Some(p),
-            Peer::Tls { .. } => None,
+            Peer::Tls { .. } | Peer::Tcp { .. } => None,
         }
     }
 }
@@ -96,6 +108,9 @@ impl Identity {
 /// `x509 C=GB,O=Example,CN=client1 from 192.0.2.7:50412`.
 impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(user) = &self.user {
+            write!(f, "sasl {user} via ")?;
+        }
         match &self.peer {
             Peer::Unix(p) => match p.pid {
                 Some(pid) => write!(f, "uid {} (pid {pid})", p.uid),
@@ -103,6 +118,7 @@ impl fmt::Display for Identity {
             },
             Peer::Tls { addr, dn: Some(dn) } => write!(f, "x509 {dn} from {addr}"),
             Peer::Tls { addr, dn: None } => write!(f, "unverified TLS client from {addr}"),
+            Peer::Tcp { addr } => write!(f, "TCP client {addr}"),
         }
     }
 }

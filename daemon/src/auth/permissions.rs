@@ -157,7 +157,10 @@ const TABLE: &[(&str, Permission)] = &[
     ("/vmgate.v1.Users/SetPassword", Permission::new(User, Admin)),
     ("/vmgate.v1.Users/Delete", Permission::new(User, Admin)),
     // Logging in needs no permission: the layer lets these through before a login.
-    ("/vmgate.v1.Auth/Mechanisms", Permission::new(Connect, Getattr)),
+    (
+        "/vmgate.v1.Auth/Mechanisms",
+        Permission::new(Connect, Getattr),
+    ),
     ("/vmgate.v1.Auth/Start", Permission::new(Connect, Getattr)),
     ("/vmgate.v1.Auth/Step", Permission::new(Connect, Getattr)),
 ];

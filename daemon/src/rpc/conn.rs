@@ -17,19 +17,32 @@ use tokio::{
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 
-use crate::auth::Peer;
+use std::sync::Arc;
+
+use crate::auth::{Peer, login::ConnLogin};
 
 /// The stream under a connection.
 pub enum ApiStream {
     Unix(UnixStream),
     /// Boxed: a rustls connection is large, and most connections are local.
     Tls(Box<TlsStream<TcpStream>>),
+    /// Plain TCP (`listen_tcp`), usable only after a SASL login.
+    Tcp(TcpStream),
+}
+
+/// What tonic puts in every request's extensions: who the transport says the peer is,
+/// and the SASL login the connection must make (None when its transport needs none).
+#[derive(Clone)]
+pub struct ConnInfo {
+    pub peer: Peer,
+    pub login: Option<Arc<ConnLogin>>,
 }
 
 /// An accepted, identified connection holding one client slot.
 pub struct ApiConn {
     stream: ApiStream,
     peer: Peer,
+    login: Option<Arc<ConnLogin>>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -38,16 +51,29 @@ impl ApiConn {
         ApiConn {
             stream,
             peer,
+            login: None,
             _slot: slot,
         }
+    }
+
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// Requires a SASL login before any call but `Auth.*`.
+    pub fn require_login(&mut self, login: Arc<ConnLogin>) {
+        self.login = Some(login);
     }
 }
 
 impl Connected for ApiConn {
-    type ConnectInfo = Peer;
+    type ConnectInfo = ConnInfo;
 
-    fn connect_info(&self) -> Peer {
-        self.peer.clone()
+    fn connect_info(&self) -> ConnInfo {
+        ConnInfo {
+            peer: self.peer.clone(),
+            login: self.login.clone(),
+        }
     }
 }
 
@@ -61,6 +87,10 @@ macro_rules! delegate {
             }
             ApiStream::Tls($s) => {
                 let $s = Pin::new($s.as_mut());
+                $call
+            }
+            ApiStream::Tcp($s) => {
+                let $s = Pin::new($s);
                 $call
             }
         }
@@ -106,6 +136,7 @@ impl AsyncWrite for ApiConn {
         match &self.stream {
             ApiStream::Unix(s) => s.is_write_vectored(),
             ApiStream::Tls(s) => s.is_write_vectored(),
+            ApiStream::Tcp(s) => s.is_write_vectored(),
         }
     }
 }

@@ -1,15 +1,18 @@
-//! Transport only: the listeners (UNIX sockets in `listen`, TLS in `tls_listen`, both
-//! yielding `conn::ApiConn`s to one gRPC server), one file per gRPC service, the error ->
+//! Transport only: the listeners (UNIX sockets in `listen`, TLS in `tls_listen`, plain
+//! TCP in `tcp_listen`, all yielding `conn::ApiConn`s to one gRPC server, which marks the
+//! connections that must log in with SASL first), one file per gRPC service, the error ->
 //! status mapping and the wire conversions. Nothing here touches the store, the driver or
 //! the filesystem beyond the sockets themselves (TLS files are read by `tls`).
 
 mod admin;
+mod auth;
 pub mod conn;
 mod console;
 mod convert;
 mod domain;
 pub mod listen;
 mod status;
+pub mod tcp_listen;
 pub mod tls_listen;
 mod users;
 
@@ -22,7 +25,12 @@ use vmgate_proto::v1::{
     admin_server::AdminServer, console_server::ConsoleServer, domain_server::DomainServer,
 };
 
-use crate::{auth::AuthLayer, core::Manager, reload::Reloader, shutdown::Shutdown};
+use crate::{
+    auth::{AuthLayer, login::Logins},
+    core::Manager,
+    reload::Reloader,
+    shutdown::Shutdown,
+};
 use listen::BoundSocket;
 use tls_listen::TlsListener;
 
@@ -44,6 +52,9 @@ pub struct ClientLimits {
 pub struct Listeners {
     pub unix: Vec<BoundSocket>,
     pub tls: Option<TlsListener>,
+    pub tcp: Vec<tokio::net::TcpListener>,
+    /// Which connections must log in with SASL first; None when none must.
+    pub logins: Option<Logins>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +81,7 @@ pub async fn serve(
             shutdown,
         );
     }
+    tcp_listen::spawn_accept_loops(listeners.tcp, clients.clone(), conns.clone(), shutdown);
     for socket in listeners.unix {
         let stop = shutdown.child_token();
         shutdown.spawn(listen::accept_loop(
@@ -80,7 +92,13 @@ pub async fn serve(
         ));
     }
     drop(conns);
-    let incoming = ReceiverStream::new(incoming).map(Ok::<_, std::io::Error>);
+    let logins = listeners.logins;
+    let incoming = ReceiverStream::new(incoming).map(move |mut conn: conn::ApiConn| {
+        if let Some(login) = logins.as_ref().and_then(|l| l.for_peer(conn.peer())) {
+            conn.require_login(login);
+        }
+        Ok::<_, std::io::Error>(conn)
+    });
 
     let server = Server::builder()
         .max_concurrent_streams(limits.max_client_requests)
@@ -94,6 +112,7 @@ pub async fn serve(
         .add_service(users::UsersServer::new(users::UsersService {
             manager: manager.clone(),
         }))
+        .add_service(auth::AuthServer::new(auth::AuthService))
         .add_service(AdminServer::new(admin::AdminService { manager, reloader }))
         .serve_with_incoming_shutdown(incoming, shutdown.triggered());
     tokio::pin!(server);

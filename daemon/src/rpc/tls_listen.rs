@@ -22,6 +22,7 @@ use vmgate_config::DaemonConfig;
 use super::{
     conn::{ApiConn, ApiStream},
     listen::ListenError,
+    tcp_listen,
 };
 use crate::{
     auth::Peer,
@@ -110,53 +111,8 @@ pub async fn bind(
     port: u16,
     config: Arc<ReloadableServerConfig>,
 ) -> Result<TlsListener, ListenError> {
-    let shown = |host: &str| format!("{host}:{port}");
-    let mut listeners = Vec::new();
-    match listen_addr {
-        None => {
-            // "::" takes IPv4 too where the host allows it; hosts without IPv6 get 0.0.0.0.
-            let any6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
-            let listener = match TcpListener::bind(any6).await {
-                Ok(l) => l,
-                Err(_) => bind_one(SocketAddr::from(([0, 0, 0, 0], port))).await?,
-            };
-            listeners.push(listener);
-        }
-        Some(host) => {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-                .await
-                .map_err(|source| ListenError::Resolve {
-                    addr: shown(host),
-                    source,
-                })?
-                .collect();
-            for addr in addrs {
-                match bind_one(addr).await {
-                    Ok(l) => listeners.push(l),
-                    // A name that also resolves to IPv6 on a host without IPv6.
-                    Err(ListenError::Tcp { source, .. })
-                        if addr.is_ipv6() && !listeners.is_empty() =>
-                    {
-                        tracing::debug!(%addr, "not listening on {addr}: {source}");
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            if listeners.is_empty() {
-                return Err(ListenError::Resolve {
-                    addr: shown(host),
-                    source: io::Error::new(io::ErrorKind::NotFound, "no address found"),
-                });
-            }
-        }
-    }
+    let listeners = tcp_listen::bind_tcp(listen_addr, port).await?;
     Ok(TlsListener { listeners, config })
-}
-
-async fn bind_one(addr: SocketAddr) -> Result<TcpListener, ListenError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ListenError::Tcp { addr, source })
 }
 
 /// Accepts on every socket of `listener` until `stop`, sending verified connections to `out`.

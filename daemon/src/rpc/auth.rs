@@ -1,0 +1,116 @@
+//! The `Auth` service: SASL logins on an API connection. Each step runs off the async
+//! threads (PLAIN runs PBKDF2). The connection's login state comes from the auth layer,
+//! which is also what refuses every other call until the login has succeeded.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use vmgate_proto::v1::{self as pb, auth_server::Auth};
+
+use crate::auth::{
+    login::{ConnLogin, LoginError, Offer},
+    sasl::{SaslError, Step},
+};
+
+pub use vmgate_proto::v1::auth_server::AuthServer;
+
+pub struct AuthService;
+
+type Reply<T> = Result<Response<T>, Status>;
+
+/// The login state of the request's connection; None when its transport needs no login.
+fn login<T>(req: &Request<T>) -> Option<Arc<ConnLogin>> {
+    req.extensions()
+        .get::<Option<Arc<ConnLogin>>>()
+        .cloned()
+        .flatten()
+}
+
+fn status(e: LoginError) -> Status {
+    match e {
+        LoginError::Sasl(SaslError::NotOffered(..)) | LoginError::Refused(_) => {
+            Status::failed_precondition(e.to_string())
+        }
+        LoginError::NotAllowed(_) => Status::permission_denied(e.to_string()),
+        LoginError::NotStarted | LoginError::AlreadyDone => {
+            Status::failed_precondition(e.to_string())
+        }
+        LoginError::Sasl(SaslError::Protocol(_)) => Status::invalid_argument(e.to_string()),
+        LoginError::Sasl(SaslError::Failed) | LoginError::TooManyFailures => {
+            Status::unauthenticated(e.to_string())
+        }
+    }
+}
+
+fn reply(step: Step, login: &ConnLogin) -> pb::SaslReply {
+    pb::SaslReply {
+        has_data: step.output.is_some(),
+        data: step.output.unwrap_or_default(),
+        complete: step.done,
+        user: login.user().unwrap_or_default(),
+    }
+}
+
+/// Runs `f` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, LoginError> + Send + 'static,
+) -> Result<T, Status> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(status),
+        Err(e) => Err(Status::internal(format!("login step failed: {e}"))),
+    }
+}
+
+#[tonic::async_trait]
+impl Auth for AuthService {
+    async fn mechanisms(&self, req: Request<pb::Empty>) -> Reply<pb::MechanismList> {
+        let Some(login) = login(&req).filter(|l| l.user().is_none()) else {
+            return Ok(Response::new(pb::MechanismList::default()));
+        };
+        let (mechanisms, refusal) = match login.offer() {
+            Offer::Mechanisms(m) => (m.clone(), String::new()),
+            Offer::Refused(why) => (Vec::new(), why.clone()),
+        };
+        Ok(Response::new(pb::MechanismList {
+            required: true,
+            mechanisms,
+            refusal,
+        }))
+    }
+
+    async fn start(&self, req: Request<pb::SaslStart>) -> Reply<pb::SaslReply> {
+        let Some(login) = login(&req) else {
+            return Err(Status::failed_precondition(
+                "this connection needs no login (its auth setting is \"none\")",
+            ));
+        };
+        let req = req.into_inner();
+        let input = req.has_data.then_some(req.data);
+        let stepped = login.clone();
+        let step = blocking(move || stepped.start(&req.mechanism, input.as_deref())).await;
+        log_outcome(&login, &step);
+        Ok(Response::new(reply(step?, &login)))
+    }
+
+    async fn step(&self, req: Request<pb::SaslStep>) -> Reply<pb::SaslReply> {
+        let Some(login) = login(&req) else {
+            return Err(Status::failed_precondition("no login is in progress"));
+        };
+        let req = req.into_inner();
+        let input = req.has_data.then_some(req.data);
+        let stepped = login.clone();
+        let step = blocking(move || stepped.step(input.as_deref())).await;
+        log_outcome(&login, &step);
+        Ok(Response::new(reply(step?, &login)))
+    }
+}
+
+fn log_outcome(login: &ConnLogin, step: &Result<Step, Status>) {
+    match step {
+        Ok(s) if s.done => {
+            tracing::info!(user = login.user().unwrap_or_default(), "API SASL login")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("API SASL login refused: {}", e.message()),
+    }
+}

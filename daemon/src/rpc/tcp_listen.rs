@@ -1,0 +1,109 @@
+//! The plain TCP listener (`listen_tcp`, `tcp_port`, libvirt's 16509): connections whose
+//! peer is only an address, usable once they log in with SASL (`auth_tcp = "sasl"`; the
+//! config check refuses `auth_tcp = "none"` with `listen_tcp`). Also the address binding
+//! the TLS listener shares.
+
+use std::{io, net::SocketAddr, sync::Arc};
+
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, mpsc},
+};
+
+use super::{
+    conn::{ApiConn, ApiStream},
+    listen::ListenError,
+};
+use crate::{auth::Peer, shutdown::Shutdown};
+
+/// Binds `listen_addr` (every address it resolves to; all interfaces when unset) on `port`.
+pub async fn bind_tcp(
+    listen_addr: Option<&str>,
+    port: u16,
+) -> Result<Vec<TcpListener>, ListenError> {
+    let shown = |host: &str| format!("{host}:{port}");
+    let mut listeners = Vec::new();
+    match listen_addr {
+        None => {
+            // "::" takes IPv4 too where the host allows it; hosts without IPv6 get 0.0.0.0.
+            let any6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
+            let listener = match TcpListener::bind(any6).await {
+                Ok(l) => l,
+                Err(_) => bind_one(SocketAddr::from(([0, 0, 0, 0], port))).await?,
+            };
+            listeners.push(listener);
+        }
+        Some(host) => {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|source| ListenError::Resolve {
+                    addr: shown(host),
+                    source,
+                })?
+                .collect();
+            for addr in addrs {
+                match bind_one(addr).await {
+                    Ok(l) => listeners.push(l),
+                    // A name that also resolves to IPv6 on a host without IPv6.
+                    Err(ListenError::Tcp { source, .. })
+                        if addr.is_ipv6() && !listeners.is_empty() =>
+                    {
+                        tracing::debug!(%addr, "not listening on {addr}: {source}");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if listeners.is_empty() {
+                return Err(ListenError::Resolve {
+                    addr: shown(host),
+                    source: io::Error::new(io::ErrorKind::NotFound, "no address found"),
+                });
+            }
+        }
+    }
+    Ok(listeners)
+}
+
+async fn bind_one(addr: SocketAddr) -> Result<TcpListener, ListenError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ListenError::Tcp { addr, source })
+}
+
+/// Accepts on every listener until shutdown, sending connections to `out`; over
+/// `clients`' limit a connection is closed at once.
+pub fn spawn_accept_loops(
+    listeners: Vec<TcpListener>,
+    clients: Arc<Semaphore>,
+    out: mpsc::Sender<ApiConn>,
+    shutdown: &Shutdown,
+) {
+    for listener in listeners {
+        let (clients, out, stop) = (clients.clone(), out.clone(), shutdown.child_token());
+        shutdown.spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    accepted = listener.accept() => accepted,
+                };
+                let (stream, addr) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!("TCP accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(slot) = clients.clone().try_acquire_owned() else {
+                    tracing::warn!("too many clients (max_clients); dropping a connection");
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let conn = ApiConn::new(ApiStream::Tcp(stream), Peer::Tcp { addr }, slot);
+                if out.send(conn).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
