@@ -1,0 +1,236 @@
+//! SASL logins on the API, end to end: the real vmgated with `auth_unix_rw`, `auth_tcp`
+//! and `auth_tls` set to "sasl", the real `vmgate` CLI reading its auth file, and a raw
+//! gRPC client for what the CLI never does (calling before logging in, asking for PLAIN on
+//! plain TCP). Users are made through the API first, as an operator would before turning
+//! SASL on.
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use tonic::Code;
+use vmgate_proto::v1::{
+    Empty, ListRequest, SaslStart, auth_client::AuthClient, domain_client::DomainClient,
+};
+use vmgate_tests::{CliOutput, TestDaemon, bins, pki, require_tool};
+
+/// A daemon that already has the users alice (password `alice-pw`) and bob (`bob-pw`),
+/// restarted with `extra` in its config.
+fn daemon_with_users(extra: &str) -> TestDaemon {
+    let mut d = TestDaemon::start();
+    for (name, password) in [("alice", "alice-pw"), ("bob", "bob-pw")] {
+        let line = format!("{password}\n");
+        d.vmgate_stdin(&["sasl-user", "add", name, "--password-stdin"], Some(&line))
+            .ok();
+    }
+    assert!(d.stop(), "the daemon stops");
+    d.set_extra_config(extra);
+    d.restart();
+    d
+}
+
+/// An auth file with `entries` of (host, user, password), mode `mode`.
+fn auth_file(dir: &Path, entries: &[(&str, &str, &str)], mode: u32) -> PathBuf {
+    let path = dir.join("auth.toml");
+    let text: String = entries
+        .iter()
+        .map(|(host, user, pw)| {
+            format!("[[credentials]]\nhost = {host:?}\nusername = {user:?}\npassword = {pw:?}\n")
+        })
+        .collect();
+    std::fs::write(&path, text).expect("write the auth file");
+    pki::set_mode(&path, mode);
+    path
+}
+
+/// `vmgate -c URI ARGS` with the auth file `auth` (and a HOME without one), stdin `input`.
+fn cli(uri: &str, auth: Option<&Path>, args: &[&str], input: Option<&str>) -> CliOutput {
+    let home = tempfile::tempdir().expect("home");
+    let mut cmd = Command::new(bins::vmgate());
+    cmd.arg("-c")
+        .arg(uri)
+        .args(args)
+        .env_remove("VMGATE_DEFAULT_URI")
+        .env_remove("VMGATE_AUTH_FILE")
+        .env_remove("XDG_CONFIG_HOME")
+        .env("HOME", home.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    if let Some(auth) = auth {
+        cmd.env("VMGATE_AUTH_FILE", auth);
+    }
+    let mut child = cmd.spawn().expect("spawn vmgate");
+    if let Some(text) = input
+        && let Some(mut pipe) = child.stdin.take()
+    {
+        use std::io::Write;
+        pipe.write_all(text.as_bytes()).expect("stdin");
+    }
+    child.wait_with_output().expect("vmgate").into()
+}
+
+fn logins(d: &TestDaemon) -> usize {
+    d.log().matches("API SASL login user=").count()
+}
+
+#[test]
+fn the_unix_socket_logs_in_from_the_auth_file_once_per_connection() {
+    let d = daemon_with_users("auth_unix_rw = \"sasl\"\n");
+    let uri = d.uri();
+
+    let none = cli(&uri, None, &["list", "--all"], None);
+    assert_eq!(none.code, 1);
+    assert!(
+        none.err().contains("no credentials for localhost") && none.err().contains("auth.toml"),
+        "{}",
+        none.err()
+    );
+
+    let dir = tempfile::tempdir().expect("dir");
+    let readable = auth_file(dir.path(), &[("localhost", "alice", "alice-pw")], 0o644);
+    let out = cli(&uri, Some(&readable), &["list", "--all"], None);
+    assert!(out.err().contains("chmod 600"), "{}", out.err());
+
+    let good = auth_file(dir.path(), &[("localhost", "alice", "alice-pw")], 0o600);
+    let before = logins(&d);
+    let script = "list --all\ndomstate nosuch\nversion\n";
+    let out = cli(&uri, Some(&good), &[], Some(script));
+    assert!(out.stdout.contains("Name"), "{out:?}");
+    assert!(out.stdout.contains("vmgated"), "{out:?}");
+    assert_eq!(logins(&d), before + 1, "one login for the whole script");
+
+    for (user, pw) in [("alice", "wrong"), ("mallory", "alice-pw")] {
+        let bad = auth_file(dir.path(), &[("localhost", user, pw)], 0o600);
+        let out = cli(&uri, Some(&bad), &["list"], None);
+        assert_eq!(out.code, 1);
+        assert!(out.err().contains("authentication failed"), "{}", out.err());
+    }
+}
+
+#[test]
+fn the_allowed_username_list_refuses_other_users() {
+    let d = daemon_with_users(
+        "auth_unix_rw = \"sasl\"\nsasl_allowed_username_list = [\"ali*\"]\n",
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let bob = auth_file(dir.path(), &[("localhost", "bob", "bob-pw")], 0o600);
+    let out = cli(&d.uri(), Some(&bob), &["list"], None);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.err().contains("not in sasl_allowed_username_list"),
+        "{}",
+        out.err()
+    );
+    let alice = auth_file(dir.path(), &[("localhost", "alice", "alice-pw")], 0o600);
+    cli(&d.uri(), Some(&alice), &["list"], None).ok();
+}
+
+#[test]
+fn plain_tcp_is_refused_without_min_ssf_zero() {
+    let d = TestDaemon::start();
+    let config = d.file(
+        "tcp.toml",
+        &format!(
+            "[daemon]\ndriver = \"test\"\nstate_dir = \"{0}/s\"\nunix_sock_dir = \"{0}/r\"\n\
+             listen_tcp = true\n",
+            d.dir().display()
+        ),
+    );
+    let out = Command::new(bins::vmgated())
+        .arg("--config")
+        .arg(&config)
+        .arg("--check-config")
+        .output()
+        .expect("vmgated");
+    let text = String::from_utf8_lossy(&out.stderr).into_owned()
+        + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("tcp_min_ssf") && text.contains("listen_tls"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_tcp_offers_only_scram_and_nothing_works_before_the_login() {
+    let port = pki::free_port();
+    let d = daemon_with_users(&format!(
+        "listen_tcp = true\nlisten_addr = \"127.0.0.1\"\ntcp_port = {port}\ntcp_min_ssf = 0\n"
+    ));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect over TCP");
+    let list = DomainClient::new(channel.clone())
+        .list(ListRequest::default())
+        .await
+        .expect_err("not logged in");
+    assert_eq!(list.code(), Code::Unauthenticated, "{list:?}");
+    assert!(list.message().contains("log in first"), "{list:?}");
+
+    let mut auth = AuthClient::new(channel);
+    let offer = auth.mechanisms(Empty {}).await.expect("offer").into_inner();
+    assert!(offer.required);
+    assert_eq!(offer.mechanisms, ["SCRAM-SHA-256"], "PLAIN never on plain TCP");
+    let plain = auth
+        .start(SaslStart {
+            mechanism: "PLAIN".into(),
+            data: b"\0alice\0alice-pw".to_vec(),
+            has_data: true,
+        })
+        .await
+        .expect_err("PLAIN refused");
+    assert!(plain.message().contains("not offered"), "{plain:?}");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let file = auth_file(dir.path(), &[("127.0.0.1", "alice", "alice-pw")], 0o600);
+    let uri = format!("test+tcp://127.0.0.1:{port}/default");
+    let out = cli(&uri, Some(&file), &["list", "--all"], None);
+    out.ok();
+    assert!(out.stderr.contains("plain TCP"), "warns: {out:?}");
+    drop(d);
+}
+
+#[test]
+fn tls_with_sasl_needs_the_certificate_and_the_user() {
+    if !require_tool("certtool", "gnutls-bin") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = pki::Ca::new(&dir.path().join("ca"), "vmgate Test CA");
+    let server = ca.server("server", &["localhost"]);
+    let client = ca.client("client1", "client1");
+    let pkipath = ca.pkipath(&client, &dir.path().join("pki"));
+    let port = pki::free_port();
+    let d = daemon_with_users(&format!(
+        "listen_tls = true\nlisten_addr = \"127.0.0.1\"\ntls_port = {port}\nauth_tls = \"sasl\"\n\
+         key_file = \"{}\"\ncert_file = \"{}\"\nca_file = \"{}\"\n",
+        server.key.display(),
+        server.cert.display(),
+        ca.cert.display()
+    ));
+    let uri = format!(
+        "test+tls://localhost:{port}/default?pkipath={}",
+        pkipath.display()
+    );
+    let none = cli(&uri, None, &["list"], None);
+    assert!(none.err().contains("no credentials"), "{}", none.err());
+    let file = auth_file(dir.path(), &[("localhost", "bob", "bob-pw")], 0o600);
+    let out = cli(&uri, Some(&file), &["list", "--all"], None);
+    out.ok();
+    assert!(!out.stderr.contains("plain TCP"), "no warning inside TLS");
+    assert!(
+        d.log().contains("API SASL login user=\"bob\""),
+        "the daemon logged the login"
+    );
+    let mode = std::fs::metadata(&file).expect("stat").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
