@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod bins;
+pub mod console;
 pub mod pki;
 pub mod vnc;
 
@@ -298,6 +299,32 @@ pub fn require_tool(command: &str, package: &str) -> bool {
     assert!(std::env::var_os("CI").is_none(), "{reason}");
     skip(&reason);
     false
+}
+
+/// The path of the shared library `name` (e.g. `libnss_wrapper.so`, which has no command)
+/// where Debian installs it: `/usr/lib/<multiarch>/` or `/usr/lib/`. When it is missing
+/// the test fails under CI and is skipped otherwise, as with [`require_tool`].
+pub fn require_library(name: &str, package: &str) -> Option<PathBuf> {
+    let base = Path::new("/usr/lib");
+    let multiarch = fs::read_dir(base)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir());
+    let found = std::iter::once(base.to_path_buf())
+        .chain(multiarch)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file());
+    if found.is_none() {
+        let reason = format!(
+            "{name} not found under /usr/lib (Debian package {package}; \
+             scripts/install-test-deps installs it)"
+        );
+        assert!(std::env::var_os("CI").is_none(), "{reason}");
+        skip(&reason);
+    }
+    found
 }
 
 /// Records that the calling test did not run, and why.

@@ -1,39 +1,59 @@
-//! Console clients for the end-to-end tests and the gateway benchmark: gtk-vnc's real
+//! Console clients for the end-to-end tests and the gateway benchmarks: gtk-vnc's real
 //! `gvnccapture` driven under `expect` (it only takes a password from a terminal prompt),
-//! a PNG size check for what it saves, and [`RfbClient`], a small async RFB client built on
-//! vmgated's own `rfb` codec that stays connected, which gvnccapture cannot (it quits after
-//! one frame and always asks for exclusive access). Also where a guest's console is, read
-//! through the real CLI (`vmgate vncdisplay`).
+//! optionally with certificates in a [`GvncHome`], a PNG size check for what it saves, and
+//! [`RfbClient`], a small async RFB client built on vmgated's own `rfb` codec that stays
+//! connected, which gvnccapture cannot (it quits after one frame and always asks for
+//! exclusive access). `RfbClient` also speaks VeNCrypt (X509None and X509Vnc) with a
+//! rustls client, reporting what the TLS handshake agreed on. Also where a guest's console
+//! is, read through the real CLI (`vmgate vncdisplay`).
 //!
 //! Nothing here decides whether a test passes: the helpers report what happened (exit
 //! status and transcript, the error text of a refused handshake, whether the server closed)
 //! and the tests assert on it. Every wait has a deadline.
 
 use std::{
+    ffi::OsString,
     fmt, fs,
     net::{Ipv4Addr, SocketAddr},
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail, ensure};
 use nix::{
     sys::signal::{Signal, killpg},
-    unistd::Pid,
+    unistd::{Pid, getgid, getuid},
 };
+use rustls::{
+    RootCertStore,
+    crypto::ring,
+    pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject},
+};
+use tempfile::TempDir;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpStream, UnixStream},
 };
-use vmgated::vnc::rfb::{
-    ClientConfig, ClientMessage, MAX_NAME_LEN, MAX_UPDATE_BYTES, Rect, RectPayload, RfbError,
-    SecurityType, ServerInit, ServerMessage, decode_server_message, encoding,
-    io::{RfbStream, client_handshake},
+use tokio_rustls::TlsConnector;
+use vmgated::vnc::{
+    rfb::{
+        CHALLENGE_LEN, ClientConfig, ClientInit, ClientMessage, MAX_NAME_LEN, MAX_UPDATE_BYTES,
+        Rect, RectPayload, RfbError, SecurityOffer, SecurityResult, SecurityType, ServerInit,
+        ServerMessage, check_security_result, decode_security_offer, decode_server_message,
+        encoding,
+        io::{RfbStream, client_handshake},
+        security_choice_bytes, version_reply, vnc_auth_response,
+    },
+    vencrypt::{self, Subtype},
 };
 
-use crate::TestDaemon;
+use crate::{
+    TestDaemon,
+    pki::{Issued, set_mode},
+};
 
 /// How long gvnccapture may take from start to PNG saved.
 pub const CAPTURE_DEADLINE: Duration = Duration::from_secs(30);
@@ -52,6 +72,10 @@ set timeout 2
 set typed 0
 spawn -noecho {*}$argv
 expect {
+  "Username: " {
+    send -- "$env(VNC_USERNAME)\r"
+    exp_continue
+  }
   "Password: " {
     sleep 0.03
     send -- "$env(VNC_PASSWORD)\r"
@@ -85,6 +109,38 @@ pub struct Capture {
 /// Runs `gvnccapture TARGET OUT` under `expect`, answering its password prompt with
 /// `password` (or an empty line). `target` is `HOST:DISPLAY` as `vmgate vncdisplay` prints it.
 pub fn gvnccapture(target: &str, out: &Path, password: Option<&str>) -> Capture {
+    capture(target, out, None, password, None)
+}
+
+/// [`gvnccapture`] as the user whose home is `home`, with its certificates (VeNCrypt).
+pub fn gvnccapture_as(
+    target: &str,
+    out: &Path,
+    password: Option<&str>,
+    home: &GvncHome,
+) -> Capture {
+    capture(target, out, None, password, Some(home))
+}
+
+/// [`gvnccapture_as`] logging in as `user` (VeNCrypt X509SASL: gtk-vnc prompts for the
+/// user name, then the password).
+pub fn gvnccapture_login(
+    target: &str,
+    out: &Path,
+    user: &str,
+    password: &str,
+    home: &GvncHome,
+) -> Capture {
+    capture(target, out, Some(user), Some(password), Some(home))
+}
+
+fn capture(
+    target: &str,
+    out: &Path,
+    user: Option<&str>,
+    password: Option<&str>,
+    home: Option<&GvncHome>,
+) -> Capture {
     let start = Instant::now();
     let dir = tempfile::Builder::new()
         .prefix("gvnccapture")
@@ -102,6 +158,8 @@ pub fn gvnccapture(target: &str, out: &Path, password: Option<&str>) -> Capture 
         .arg(target)
         .arg(out)
         .env("VNC_PASSWORD", password.unwrap_or_default())
+        .env("VNC_USERNAME", user.unwrap_or_default())
+        .envs(home.map(GvncHome::env).unwrap_or_default())
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("transcript fd"))
         .stderr(log)
@@ -132,6 +190,63 @@ pub fn gvnccapture(target: &str, out: &Path, password: Option<&str>) -> Capture 
         ok,
         transcript,
         elapsed,
+    }
+}
+
+/// A passwd home for gtk-vnc, which takes certificates only from under the home that
+/// `getpwuid()` reports (`$HOME` is ignored): `.pki/CA/cacert.pem`,
+/// `.pki/gvnccapture/clientcert.pem` and `.pki/gvnccapture/private/clientkey.pem`.
+/// gvnccapture runs with nss_wrapper preloaded and a passwd file that gives the current
+/// uid this temporary directory as its home, so nothing outside it is read.
+pub struct GvncHome {
+    dir: TempDir,
+    nss_wrapper: PathBuf,
+}
+
+impl GvncHome {
+    /// A home trusting `ca_cert` and presenting `client` when given. `nss_wrapper` is
+    /// `libnss_wrapper.so` (see [`crate::require_library`]).
+    pub fn new(nss_wrapper: &Path, ca_cert: &Path, client: Option<&Issued>) -> GvncHome {
+        let dir = tempfile::Builder::new()
+            .prefix("gvnchome")
+            .tempdir()
+            .expect("temp dir for a gvnccapture home");
+        let pki = dir.path().join(".pki");
+        let copy = |from: &Path, to: PathBuf| {
+            fs::create_dir_all(to.parent().expect("a parent")).expect("create the .pki layout");
+            fs::copy(from, &to).expect("copy into the .pki layout");
+            to
+        };
+        copy(ca_cert, pki.join("CA/cacert.pem"));
+        if let Some(client) = client {
+            copy(&client.cert, pki.join("gvnccapture/clientcert.pem"));
+            let key = copy(&client.key, pki.join("gvnccapture/private/clientkey.pem"));
+            set_mode(&key, 0o600);
+        }
+        let (uid, gid) = (getuid(), getgid());
+        let entry = format!(
+            "harness:x:{uid}:{gid}:harness:{}:/bin/sh\n",
+            dir.path().display()
+        );
+        fs::write(dir.path().join("passwd"), entry).expect("write the passwd file");
+        fs::write(dir.path().join("group"), format!("harness:x:{gid}:\n"))
+            .expect("write the group file");
+        GvncHome {
+            dir,
+            nss_wrapper: nss_wrapper.to_owned(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn env(&self) -> Vec<(&'static str, OsString)> {
+        vec![
+            ("LD_PRELOAD", self.nss_wrapper.clone().into()),
+            ("NSS_WRAPPER_PASSWD", self.path().join("passwd").into()),
+            ("NSS_WRAPPER_GROUP", self.path().join("group").into()),
+        ]
     }
 }
 
@@ -220,12 +335,82 @@ impl From<PathBuf> for ConsoleAddr {
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// What a VeNCrypt client trusts and presents: the CA that signed the server's
+/// certificate, a client certificate or none, and the name the server's certificate must
+/// carry (a DNS name or an IP address).
+#[derive(Clone)]
+pub struct TlsCreds {
+    config: Arc<rustls::ClientConfig>,
+    server_name: ServerName<'static>,
+}
+
+impl fmt::Debug for TlsCreds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsCreds")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsCreds {
+    /// Trusts the CA certificate(s) in `ca`; presents `client` when given.
+    pub fn new(ca: &Path, client: Option<&Issued>, server_name: &str) -> anyhow::Result<TlsCreds> {
+        let mut roots = RootCertStore::empty();
+        for cert in read_certs(ca)? {
+            roots.add(cert).context("add the CA certificate")?;
+        }
+        let builder =
+            rustls::ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots);
+        let config = match client {
+            Some(c) => {
+                let key = PrivateKeyDer::from_pem_file(&c.key)
+                    .with_context(|| format!("read the key {}", c.key.display()))?;
+                builder.with_client_auth_cert(read_certs(&c.cert)?, key)?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        Ok(TlsCreds {
+            config: Arc::new(config),
+            server_name: ServerName::try_from(server_name.to_owned())?,
+        })
+    }
+}
+
+fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("read certificates from {}", path.display()))
+}
+
+/// The DER bytes of the first certificate in the PEM file `path`, to compare with
+/// [`TlsInfo::server_cert`].
+pub fn cert_der(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let certs = read_certs(path)?;
+    let first = certs.first().context("no certificate in the file")?;
+    Ok(first.to_vec())
+}
+
+/// What a VeNCrypt connection's TLS handshake agreed on.
+#[derive(Clone, Debug)]
+pub struct TlsInfo {
+    pub subtype: Subtype,
+    /// As rustls names it: `TLSv1_3`.
+    pub protocol: String,
+    /// As rustls names it: `TLS13_AES_256_GCM_SHA384`.
+    pub cipher_suite: String,
+    /// The server's end-entity certificate (DER).
+    pub server_cert: Vec<u8>,
+}
+
 /// A connected, initialised RFB client (it asks for Raw only).
 pub struct RfbClient {
     conn: RfbStream<Box<dyn Io>>,
     server_init: ServerInit,
     security: SecurityType,
     local: Option<SocketAddr>,
+    tls: Option<TlsInfo>,
 }
 
 impl fmt::Debug for RfbClient {
@@ -233,6 +418,7 @@ impl fmt::Debug for RfbClient {
         f.debug_struct("RfbClient")
             .field("security", &self.security)
             .field("local", &self.local)
+            .field("tls", &self.tls.as_ref().map(|t| t.subtype))
             .finish_non_exhaustive()
     }
 }
@@ -246,8 +432,51 @@ impl RfbClient {
         password: Option<&str>,
         shared: bool,
     ) -> anyhow::Result<RfbClient> {
-        let addr = addr.into();
-        tokio::time::timeout(RFB_DEADLINE, Self::handshake(&addr, password, shared))
+        Self::connect_with(addr.into(), password, shared, None).await
+    }
+
+    /// Like [`RfbClient::connect`], through VeNCrypt: TLS with `creds` and nothing more
+    /// (X509None) or, with `password`, VNC authentication inside TLS (X509Vnc). A refusal
+    /// in the TLS handshake reads as the alert rustls received ("CertificateRequired"...).
+    pub async fn connect_tls(
+        addr: impl Into<ConsoleAddr>,
+        creds: &TlsCreds,
+        password: Option<&str>,
+        shared: bool,
+    ) -> anyhow::Result<RfbClient> {
+        Self::connect_with(addr.into(), password, shared, Some(creds)).await
+    }
+
+    /// Like [`RfbClient::connect_tls`], logging in as `user` with VeNCrypt Plain
+    /// (X509Plain), as TigerVNC does.
+    pub async fn connect_plain(
+        addr: impl Into<ConsoleAddr>,
+        creds: &TlsCreds,
+        user: &str,
+        password: &str,
+        shared: bool,
+    ) -> anyhow::Result<RfbClient> {
+        let login = Inner::Plain { user, password };
+        Self::connect_inner(addr.into(), login, shared, Some(creds)).await
+    }
+
+    async fn connect_with(
+        addr: ConsoleAddr,
+        password: Option<&str>,
+        shared: bool,
+        tls: Option<&TlsCreds>,
+    ) -> anyhow::Result<RfbClient> {
+        let inner = password.map_or(Inner::None, Inner::Vnc);
+        Self::connect_inner(addr, inner, shared, tls).await
+    }
+
+    async fn connect_inner(
+        addr: ConsoleAddr,
+        inner: Inner<'_>,
+        shared: bool,
+        tls: Option<&TlsCreds>,
+    ) -> anyhow::Result<RfbClient> {
+        tokio::time::timeout(RFB_DEADLINE, Self::handshake(&addr, inner, shared, tls))
             .await
             .map_err(|_| {
                 anyhow!(
@@ -259,8 +488,9 @@ impl RfbClient {
 
     async fn handshake(
         addr: &ConsoleAddr,
-        password: Option<&str>,
+        inner: Inner<'_>,
         shared: bool,
+        tls: Option<&TlsCreds>,
     ) -> anyhow::Result<RfbClient> {
         let (stream, local): (Box<dyn Io>, _) = match addr {
             ConsoleAddr::Tcp(a) => {
@@ -279,18 +509,32 @@ impl RfbClient {
             }
         };
         let mut conn = RfbStream::new(stream, MAX_NAME_LEN + 64);
-        let config = ClientConfig {
-            password: password.map(|p| p.as_bytes().to_vec()),
-            shared,
+        let (server_init, security, tls) = match tls {
+            None => {
+                let password = match inner {
+                    Inner::Vnc(p) => Some(p.as_bytes().to_vec()),
+                    Inner::None => None,
+                    Inner::Plain { .. } => bail!("VeNCrypt Plain needs TLS credentials"),
+                };
+                let config = ClientConfig { password, shared };
+                // The RfbError itself, so that its text (the server's reason) is the error's.
+                let session = client_handshake(&mut conn, &config).await?;
+                (session.server_init, session.security, None)
+            }
+            Some(creds) => {
+                let (inner, server_init, info) =
+                    vencrypt_handshake(conn, creds, inner, shared).await?;
+                conn = inner;
+                (server_init, SecurityType::VeNCrypt, Some(info))
+            }
         };
-        // The RfbError itself, so that its text (the server's reason) is the error's.
-        let session = client_handshake(&mut conn, &config).await?;
         conn.set_max(MAX_UPDATE_BYTES);
         let mut client = RfbClient {
             conn,
-            server_init: session.server_init,
-            security: session.security,
+            server_init,
+            security,
             local,
+            tls,
         };
         client
             .send(&ClientMessage::SetEncodings(vec![encoding::RAW]))
@@ -304,6 +548,11 @@ impl RfbClient {
 
     pub fn security(&self) -> SecurityType {
         self.security
+    }
+
+    /// What TLS agreed on, for a VeNCrypt connection.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
     }
 
     /// This end's address (TCP only), as the gateway lists it in `console-sessions`.
@@ -379,4 +628,159 @@ impl RfbClient {
         };
         tokio::time::timeout(deadline, drain).await.unwrap_or(false)
     }
+}
+
+/// The client side of VeNCrypt as gtk-vnc speaks it to QEMU: security type 19, version
+/// 0.2, the subtype (X509Vnc with a password, else X509None), TLS on the same stream, VNC
+/// authentication inside it for X509Vnc, the SecurityResult, then ClientInit and
+/// ServerInit. Returns the stream to go on with (the TLS one).
+/// How a client authenticates after the security type (inside TLS for VeNCrypt).
+#[derive(Clone, Copy)]
+enum Inner<'a> {
+    None,
+    /// VNC authentication (X509Vnc inside VeNCrypt).
+    Vnc(&'a str),
+    /// VeNCrypt Plain: user name and password (X509Plain).
+    Plain {
+        user: &'a str,
+        password: &'a str,
+    },
+}
+
+async fn vencrypt_handshake(
+    mut conn: RfbStream<Box<dyn Io>>,
+    creds: &TlsCreds,
+    inner: Inner<'_>,
+    shared: bool,
+) -> anyhow::Result<(RfbStream<Box<dyn Io>>, ServerInit, TlsInfo)> {
+    let server_version = conn.read_array("the version exchange").await?;
+    let (version, reply) = version_reply(&server_version)?;
+    conn.send(&reply).await?;
+    let offer = conn
+        .expect("the security handshake", |b| {
+            decode_security_offer(version, b)
+        })
+        .await?;
+    match offer {
+        SecurityOffer::Refused(reason) => return Err(RfbError::ConnectionRefused(reason).into()),
+        SecurityOffer::Types(types) if !types.contains(&SecurityType::VeNCrypt) => {
+            return Err(RfbError::NoCommonSecurityType(types).into());
+        }
+        SecurityOffer::Types(_) => {}
+    }
+    conn.send(&security_choice_bytes(version, SecurityType::VeNCrypt))
+        .await?;
+
+    let theirs = conn.read_array::<2>("the VeNCrypt version").await?;
+    ensure!(
+        theirs == vencrypt::VERSION,
+        "the server speaks VeNCrypt {}.{}, not 0.2",
+        theirs[0],
+        theirs[1]
+    );
+    conn.send(&vencrypt::VERSION).await?;
+    let offered = conn
+        .expect("the VeNCrypt subtypes", decode_subtypes)
+        .await?;
+    let wanted = match inner {
+        Inner::Vnc(_) => Subtype::X509Vnc,
+        Inner::Plain { .. } => Subtype::X509Plain,
+        Inner::None => Subtype::X509None,
+    };
+    ensure!(
+        offered.contains(&wanted.code()),
+        "the server offers VeNCrypt subtypes {offered:?}, not {} ({})",
+        wanted.code(),
+        wanted.name()
+    );
+    conn.send(&wanted.code().to_be_bytes()).await?;
+    let [ack] = conn.read_array::<1>("the VeNCrypt subtype choice").await?;
+    if ack != 1 {
+        bail!("the server refused VeNCrypt subtype {}", wanted.code());
+    }
+
+    let (stream, early) = conn.into_parts();
+    ensure!(
+        early.is_empty(),
+        "the server sent data before the TLS handshake"
+    );
+    let stream = TlsConnector::from(creds.config.clone())
+        .connect(creds.server_name.clone(), stream)
+        .await
+        .context("TLS handshake")?;
+    let session = stream.get_ref().1;
+    let info = TlsInfo {
+        subtype: wanted,
+        protocol: session
+            .protocol_version()
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default(),
+        cipher_suite: session
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite()))
+            .unwrap_or_default(),
+        server_cert: session
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .map(|c| c.to_vec())
+            .unwrap_or_default(),
+    };
+    let mut conn: RfbStream<Box<dyn Io>> = RfbStream::new(Box::new(stream), MAX_NAME_LEN + 64);
+    match inner {
+        Inner::Vnc(password) => {
+            let challenge = conn
+                .read_array::<CHALLENGE_LEN>("VNC authentication")
+                .await?;
+            conn.send(&vnc_auth_response(password.as_bytes(), &challenge))
+                .await?;
+        }
+        Inner::Plain { user, password } => {
+            let mut out = Vec::with_capacity(8 + user.len() + password.len());
+            out.extend_from_slice(&u32::try_from(user.len())?.to_be_bytes());
+            out.extend_from_slice(&u32::try_from(password.len())?.to_be_bytes());
+            out.extend_from_slice(user.as_bytes());
+            out.extend_from_slice(password.as_bytes());
+            conn.send(&out).await?;
+        }
+        Inner::None => {}
+    }
+    // A server that refuses the client certificate says so with a TLS alert, which the
+    // client reads here (TLS 1.3 lets it finish its side of the handshake first).
+    let result = conn
+        .expect("the security result", |b| {
+            SecurityResult::decode(version, b)
+        })
+        .await?;
+    check_security_result(result)?;
+    conn.send(&ClientInit { shared }.encode()).await?;
+    let server_init = conn
+        .expect("the initialisation", ServerInit::decode)
+        .await?;
+    Ok((conn, server_init, info))
+}
+
+/// The server's answer to our VeNCrypt version: 0 (accepted), a count, then that many u32
+/// subtypes.
+fn decode_subtypes(b: &[u8]) -> Result<Option<(Vec<u32>, usize)>, RfbError> {
+    match b.first() {
+        None => return Ok(None),
+        Some(0) => {}
+        Some(_) => {
+            let refused = "VeNCrypt 0.2 (the server refused it)";
+            return Err(RfbError::Unsupported(refused.into()));
+        }
+    }
+    let Some(&count) = b.get(1) else {
+        return Ok(None);
+    };
+    let len = 2 + 4 * usize::from(count);
+    let Some(body) = b.get(2..len) else {
+        return Ok(None);
+    };
+    let subtypes = body
+        .chunks_exact(4)
+        .filter_map(|c| <[u8; 4]>::try_from(c).ok())
+        .map(u32::from_be_bytes)
+        .collect();
+    Ok(Some((subtypes, len)))
 }
