@@ -33,6 +33,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // The CLI logs nothing, but its dependencies' tracing spans (h2's, per call) still cost
+    // work while no subscriber says so; this one turns every callsite off once.
+    let _ = tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return shell::clap_exit(&e),

@@ -1,8 +1,11 @@
 //! Small measurement helpers shared by the benchmark binaries: run a closure for a while or
-//! a number of times, and report calls per second with p50/p99 latency. Benchmarks print
-//! figures; they never assert on them.
+//! a number of times, and report calls per second with p50/p99 latency; the machine and its
+//! load as the figures' heading. Benchmarks print figures; they never assert on them.
 
-use std::time::{Duration, Instant};
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
 
 /// Latencies of a run and how long it took.
 #[derive(Clone, Debug, Default)]
@@ -60,4 +63,52 @@ where
         latencies,
         wall: start.elapsed(),
     }
+}
+
+/// nproc, CPU model and date, as the figures' heading.
+pub fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let date = command_line("date", &["-u", "+%Y-%m-%d"]).unwrap_or_default();
+    format!(
+        "Machine: {cpus} CPUs ({model}), {date}, release build, loopback; {}.\n",
+        load_average()
+    )
+}
+
+/// The 1-minute load average, which says how much else the machine was doing.
+pub fn load_average() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    format!(
+        "load average {}",
+        load.split_whitespace().next().unwrap_or("unknown")
+    )
+}
+
+/// The first line `cmd ARGS` prints, trimmed.
+pub fn command_line(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Some(text.lines().next().unwrap_or_default().trim().to_owned())
+}
+
+/// Whether `cmd` is on PATH.
+pub fn on_path(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }

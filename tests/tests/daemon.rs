@@ -185,9 +185,14 @@ fn check_config_names_file_line_and_key() {
     let (code, out) = check_config("[daemon]\ndriver = \"test\"\nlisten_tcp = 1\n");
     assert_eq!(
         code, 1,
-        "0/1 booleans parse, but TCP is not available yet: {out}"
+        "0/1 booleans parse, but SASL on plain TCP has no security layer: {out}"
     );
-    assert!(out.contains("listen_tcp"), "{out}");
+    assert!(out.contains("tcp_min_ssf"), "{out}");
+
+    // SCRAM and PLAIN have no security layer: SASL on consoles (type 20) needs TLS.
+    let (code, out) = check_config("[daemon]\ndriver = \"test\"\n[vnc]\nvnc_sasl = true\n");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("vnc_sasl") && out.contains("vnc_tls"), "{out}");
 
     let (code, out) =
         check_config("[vnc]\nvnc_password = \"123456789\"\n[daemon]\ndriver = \"test\"\n");

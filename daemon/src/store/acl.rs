@@ -40,6 +40,10 @@ impl Store {
 
     /// Makes `rules` the guest's rule list in one transaction: rows not kept are deleted,
     /// kept ones renumbered, new ones inserted. Returns the list with every id.
+    ///
+    /// Every statement writes: a transaction that read first would have to upgrade to a
+    /// writer, which SQLite in WAL mode refuses outright (SQLITE_BUSY_SNAPSHOT, no busy
+    /// wait) when the audit writer committed in between.
     pub async fn replace_acl_rules(
         &self,
         domain: Uuid,
@@ -47,19 +51,11 @@ impl Store {
     ) -> Result<Vec<StoredRule>, StoreError> {
         let uuid = domain.to_string();
         let mut tx = self.pool().begin().await?;
-        let existing: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM console_acl WHERE domain_uuid = $1")
-                .bind(&uuid)
-                .fetch_all(&mut *tx)
-                .await?;
-        for id in existing {
-            if !rules.iter().any(|(kept, _)| *kept == Some(id)) {
-                sqlx::query("DELETE FROM console_acl WHERE id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
+        // Mark every row; the kept ones get their new positions, the rest are deleted.
+        sqlx::query("UPDATE console_acl SET position = -1 WHERE domain_uuid = $1")
+            .bind(&uuid)
+            .execute(&mut *tx)
+            .await?;
         let mut out = Vec::with_capacity(rules.len());
         for (position, (id, rule)) in (0_i64..).zip(rules) {
             let id =
@@ -94,6 +90,10 @@ impl Store {
                 };
             out.push(StoredRule { id, rule });
         }
+        sqlx::query("DELETE FROM console_acl WHERE domain_uuid = $1 AND position = -1")
+            .bind(&uuid)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(out)
     }

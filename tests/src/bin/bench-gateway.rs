@@ -28,7 +28,7 @@ use vmgate::{ConnectUri, Connection};
 use vmgate_proto::v1::{ConnectedPolicy, DefineRequest, DomainRef, SetPasswordRequest};
 use vmgate_tests::{
     TestDaemon,
-    bench::Sample,
+    bench::{Sample, command_line, load_average, machine, on_path},
     vnc::{ConsoleAddr, RfbClient, display_port, gvnccapture},
     wait_until,
 };
@@ -113,52 +113,6 @@ async fn main() -> anyhow::Result<()> {
     revocation_latency(&mut api, locked).await?;
     println!("At the end: {}.", load_average());
     Ok(())
-}
-
-/// nproc, CPU model and date, as the figures' heading.
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let date = command_line("date", &["-u", "+%Y-%m-%d"]).unwrap_or_default();
-    format!(
-        "Machine: {cpus} CPUs ({model}), {date}, release build, loopback; {}.\n",
-        load_average()
-    )
-}
-
-/// The 1-minute load average, which says how much else the machine was doing.
-fn load_average() -> String {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    format!(
-        "load average {}",
-        load.split_whitespace().next().unwrap_or("unknown")
-    )
-}
-
-fn command_line(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    Some(text.lines().next().unwrap_or_default().trim().to_owned())
-}
-
-fn on_path(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// 1,000 idle sessions need more than the usual 1,024 descriptors.
