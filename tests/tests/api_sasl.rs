@@ -116,9 +116,7 @@ fn the_unix_socket_logs_in_from_the_auth_file_once_per_connection() {
 
 #[test]
 fn the_allowed_username_list_refuses_other_users() {
-    let d = daemon_with_users(
-        "auth_unix_rw = \"sasl\"\nsasl_allowed_username_list = [\"ali*\"]\n",
-    );
+    let d = daemon_with_users("auth_unix_rw = \"sasl\"\nsasl_allowed_username_list = [\"ali*\"]\n");
     let dir = tempfile::tempdir().expect("dir");
     let bob = auth_file(dir.path(), &[("localhost", "bob", "bob-pw")], 0o600);
     let out = cli(&d.uri(), Some(&bob), &["list"], None);
@@ -149,8 +147,8 @@ fn plain_tcp_is_refused_without_min_ssf_zero() {
         .arg("--check-config")
         .output()
         .expect("vmgated");
-    let text = String::from_utf8_lossy(&out.stderr).into_owned()
-        + &String::from_utf8_lossy(&out.stdout);
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{text}");
     assert!(
         text.contains("tcp_min_ssf") && text.contains("listen_tls"),
@@ -179,7 +177,11 @@ async fn plain_tcp_offers_only_scram_and_nothing_works_before_the_login() {
     let mut auth = AuthClient::new(channel);
     let offer = auth.mechanisms(Empty {}).await.expect("offer").into_inner();
     assert!(offer.required);
-    assert_eq!(offer.mechanisms, ["SCRAM-SHA-256"], "PLAIN never on plain TCP");
+    assert_eq!(
+        offer.mechanisms,
+        ["SCRAM-SHA-256"],
+        "PLAIN never on plain TCP"
+    );
     let plain = auth
         .start(SaslStart {
             mechanism: "PLAIN".into(),

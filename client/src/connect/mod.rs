@@ -1,10 +1,13 @@
 //! Opening a connection to vmgated: picks the transport for a [`ConnectUri`], connects
 //! eagerly, and calls `Admin.Version` at once so that a missing daemon, a refused socket or a
 //! daemon serving another driver is reported by [`Connection::open`], not by the first command.
-//! Each transport lives in its own submodule and only builds a tonic [`Channel`] (`unix`,
-//! `tls` with its file lookup in `pki`); this module owns the handshake and the errors. It
-//! never parses URIs (see `uri`).
+//! Each transport lives in its own submodule and only builds a channel (`unix` an HTTP/2
+//! connection of its own, see `direct`; `tls` with its file lookup in `pki`, and `tcp`, a
+//! tonic `Channel`; `channel` puts them behind one type); this module owns the handshake and
+//! the errors. It never parses URIs (see `uri`).
 
+mod channel;
+mod direct;
 pub mod pki;
 mod tcp;
 pub mod tls;
@@ -17,7 +20,6 @@ use std::time::Duration;
 use tonic::{
     metadata::MetadataValue,
     service::{Interceptor, interceptor::InterceptedService},
-    transport::Channel,
 };
 use vmgate_proto::v1::admin_client::AdminClient;
 use vmgate_proto::v1::console_client::ConsoleClient;
@@ -30,6 +32,7 @@ use crate::login::{self, LoginTarget};
 use crate::uri::{ConnectUri, Driver, Transport};
 use tls::{TlsDial, TlsFailure};
 
+pub use channel::ApiTransport;
 pub use tls::DEFAULT_TLS_PORT;
 pub use unix::{DEFAULT_RO_SOCKET, DEFAULT_SOCKET, socket_path};
 
@@ -197,7 +200,7 @@ fn suggest(served: &str, target: &Target) -> String {
 }
 
 /// A channel that marks every request with the connection's flags.
-pub type ApiChannel = InterceptedService<Channel, ConnectionFlags>;
+pub type ApiChannel = InterceptedService<ApiTransport, ConnectionFlags>;
 
 /// Request header by which a read-only connection (`-r`) asks the daemon to treat it as
 /// read-only even on the read-write socket (as libvirt's client enforces VIR_CONNECT_RO).
@@ -231,18 +234,18 @@ impl Connection {
             Transport::Unix => {
                 let path = socket_path(uri, readonly);
                 let channel = unix::channel(&path, uri.driver, readonly).await?;
-                (channel, Target::Socket(path), None)
+                (channel.into(), Target::Socket(path), None)
             }
             Transport::Tls => {
                 let dial = tls_dial(uri)?;
                 let (channel, failure) = tls::channel(&dial).await?;
-                (channel, dial.target(), Some((dial, failure)))
+                (channel.into(), dial.target(), Some((dial, failure)))
             }
             Transport::Tcp => {
                 let host = uri.host.clone().unwrap_or_else(|| "localhost".into());
                 let port = uri.port.unwrap_or(tcp::DEFAULT_TCP_PORT);
                 let channel = tcp::channel(&host, port).await?;
-                (channel, Target::Tcp { host, port }, None)
+                (channel.into(), Target::Tcp { host, port }, None)
             }
         };
         let flags = ConnectionFlags { readonly };

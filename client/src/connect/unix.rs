@@ -1,16 +1,13 @@
-//! The UNIX-socket transport: which socket a URI means, and a tonic channel over it. The
+//! The UNIX-socket transport: which socket a URI means, and an HTTP/2 channel over it. The
 //! socket is connected here first, so the OS error (missing, refused, permission denied) is
 //! classified from the real `connect(2)` result rather than dug out of a transport error.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
-use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
-use tonic::transport::{Channel, Endpoint, Uri};
 
-use super::ConnectError;
+use super::{ConnectError, direct::DirectChannel};
 use crate::uri::{ConnectUri, Driver};
 
 /// The daemon's read-write socket.
@@ -27,36 +24,21 @@ pub fn socket_path(uri: &ConnectUri, readonly: bool) -> PathBuf {
     }
 }
 
-/// Connects to `path` and builds a channel over that stream. If the channel ever needs a new
-/// connection later, it dials the same path again.
+/// Connects to `path` and opens an HTTP/2 connection on that stream. If the connection has
+/// closed by a later call, that call dials the same path again.
 pub(super) async fn channel(
     path: &Path,
     driver: Driver,
     readonly: bool,
-) -> Result<Channel, ConnectError> {
+) -> Result<DirectChannel, ConnectError> {
     let stream = UnixStream::connect(path)
         .await
         .map_err(|err| classify(path, driver, readonly, err))?;
-    let first = Arc::new(Mutex::new(Some(stream)));
-    let dial = path.to_path_buf();
-    let connector = tower::service_fn(move |_: Uri| {
-        let first = first.lock().ok().and_then(|mut s| s.take());
-        let dial = dial.clone();
-        async move {
-            let stream = match first {
-                Some(s) => s,
-                None => UnixStream::connect(&dial).await?,
-            };
-            Ok::<_, io::Error>(TokioIo::new(stream))
-        }
-    });
-    // The authority is a placeholder: the connector ignores it.
-    Endpoint::from_static("http://[::]:50051")
-        .connect_with_connector(connector)
+    DirectChannel::handshake(stream, path)
         .await
         .map_err(|e| ConnectError::Handshake {
             target: super::Target::Socket(path.to_path_buf()),
-            detail: crate::error::error_chain(&e),
+            detail: crate::error::error_chain(&*e),
         })
 }
 

@@ -9,64 +9,129 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::task::JoinSet;
 use vmgate::{ConnectUri, Connection};
 use vmgate_proto::v1::{DefineRequest, DomainRef, ListFilter, ListRequest};
-use vmgate_tests::{
-    TestDaemon,
-    bench::{Sample, run_for},
-    bins, run_vmgate,
-};
+use vmgate_tests::{TestDaemon, bench::Sample, bins, run_vmgate};
 
 const BUDGET: Duration = Duration::from_secs(2);
 const SIZES: [usize; 3] = [1, 100, 10_000];
 const SCRIPT_LINES: usize = 2_000;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => full(),
+        [uri, call, n] => profile(uri, call.parse()?, n.parse()?),
+        _ => anyhow::bail!("usage: bench-api [URI list|info CALLS]"),
+    }
+}
+
+/// The two calls measured.
+#[derive(Clone, Copy, Debug)]
+enum Call {
+    List,
+    Info,
+}
+
+impl std::str::FromStr for Call {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Call> {
+        match s {
+            "list" => Ok(Call::List),
+            "info" => Ok(Call::Info),
+            _ => anyhow::bail!("unknown call {s:?}: list or info"),
+        }
+    }
+}
+
+impl Call {
+    fn label(self) -> &'static str {
+        match self {
+            Call::List => "list --all",
+            Call::Info => "dominfo",
+        }
+    }
+
+    /// One call, its answer dropped. `Info` asks for the first domain defined.
+    async fn once(self, c: &mut Connection, domain: &str) -> Result<(), tonic::Status> {
+        match self {
+            Call::List => {
+                let req = ListRequest {
+                    filter: ListFilter::All.into(),
+                };
+                c.domain.list(req).await.map(drop)
+            }
+            Call::Info => {
+                let req = DomainRef {
+                    key: domain.to_owned(),
+                };
+                c.domain.info(req).await.map(drop)
+            }
+        }
+    }
+}
+
+/// A runtime like the CLI's: one thread, no hop between threads for each reply.
+fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// `bench-api URI list|info CALLS`: that many calls on one connection to a daemon started by
+/// hand, and nothing else, for `perf stat`, `strace -c` or /proc CPU counters.
+fn profile(uri: &str, call: Call, n: usize) -> anyhow::Result<()> {
+    let uri: ConnectUri = uri.parse()?;
+    current_thread()?.block_on(async {
+        let mut c = Connection::open(&uri, false).await?;
+        let domain = first_domain(&mut c).await?;
+        let start = Instant::now();
+        for _ in 0..n {
+            call.once(&mut c, &domain).await?;
+        }
+        let us = start.elapsed().as_secs_f64() * 1e6 / n as f64;
+        eprintln!("{n} x {}: {us:.1} us/call", call.label());
+        Ok(())
+    })
+}
+
+async fn first_domain(c: &mut Connection) -> anyhow::Result<String> {
+    let req = ListRequest {
+        filter: ListFilter::All.into(),
+    };
+    let list = c.domain.list(req).await?.into_inner();
+    let first = list.domains.into_iter().next();
+    Ok(first.map(|d| d.name).unwrap_or_default())
+}
+
+fn full() -> anyhow::Result<()> {
     let daemon = TestDaemon::start();
     let uri: ConnectUri = daemon.uri().parse()?;
-    let mut admin = Connection::open(&uri, false).await?;
+    let rt = current_thread()?;
+    let mut admin = rt.block_on(Connection::open(&uri, false))?;
     let mut defined = 0;
     println!("| peer | domains | call | connections | calls/s | p50 ms | p99 ms |");
     println!("|---|---|---|---|---|---|---|");
     for size in SIZES {
         while defined < size {
             let toml = format!("name = \"bench{defined:05}\"\n");
-            admin
-                .domain
-                .define(DefineRequest {
-                    toml,
-                    source: "bench".into(),
-                })
-                .await?;
+            let req = DefineRequest {
+                toml,
+                source: "bench".into(),
+            };
+            rt.block_on(admin.domain.define(req))?;
             defined += 1;
         }
         for conns in [1, 4] {
-            let list = measure(&uri, conns, |mut c| async move {
-                let req = ListRequest {
-                    filter: ListFilter::All.into(),
-                };
-                c.domain.list(req).await.map(drop)
-            })
-            .await?;
-            println!(
-                "| vmgated | {size} | list --all | {conns} | {} |",
-                list.cells()
-            );
-            let info = measure(&uri, conns, |mut c| async move {
-                c.domain
-                    .info(DomainRef {
-                        key: "bench00000".into(),
-                    })
-                    .await
-                    .map(drop)
-            })
-            .await?;
-            println!(
-                "| vmgated | {size} | dominfo | {conns} | {} |",
-                info.cells()
-            );
+            for call in [Call::List, Call::Info] {
+                let sample = measure(&uri, conns, call)?;
+                let label = call.label();
+                println!(
+                    "| vmgated | {size} | {label} | {conns} | {} |",
+                    sample.cells()
+                );
+            }
         }
     }
     drop(admin);
@@ -92,28 +157,62 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `call` on `conns` connections at once for `BUDGET`; each task owns a connection.
-async fn measure<F, Fut>(uri: &ConnectUri, conns: usize, call: F) -> anyhow::Result<Sample>
-where
-    F: Fn(Connection) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send,
-{
-    let mut tasks = JoinSet::new();
-    let start = Instant::now();
-    for _ in 0..conns {
-        // Clones share the connection: each task drives its own HTTP/2 connection.
-        let conn = Connection::open(uri, false).await?;
-        let call = call.clone();
-        tasks.spawn(async move {
-            run_for(BUDGET, 20, || {
-                let fut = call(conn.clone());
-                async move { fut.await.expect("call failed") }
+/// Runs `call` on `conns` connections at once for `BUDGET`. Each connection has its own
+/// thread and single-threaded runtime, as each of the libvirt peer's connections has its own
+/// process: a shared multi-threaded runtime would add a thread hop to every reply.
+fn measure(uri: &ConnectUri, conns: usize, call: Call) -> anyhow::Result<Sample> {
+    let barrier = std::sync::Barrier::new(conns + 1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..conns)
+            .map(|_| {
+                let barrier = &barrier;
+                scope.spawn(move || -> anyhow::Result<Sample> {
+                    let rt = current_thread()?;
+                    let opened = rt.block_on(async {
+                        let mut c = Connection::open(uri, false).await?;
+                        let domain = first_domain(&mut c).await?;
+                        anyhow::Ok((c, domain))
+                    });
+                    // Wait for the others even when this one failed, so none is left waiting.
+                    barrier.wait();
+                    let (mut c, domain) = opened?;
+                    rt.block_on(timed(BUDGET, 20, &mut c, call, &domain))
+                })
             })
-            .await
-        });
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        let samples = workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .map_err(|_| anyhow::anyhow!("a bench thread panicked"))?
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Sample::merge(samples, start.elapsed()))
+    })
+}
+
+/// Makes `call` repeatedly for `budget` (at least `min_calls` times), timing each, as
+/// `bench::run_for` does; the calls borrow the connection, which a closure cannot lend out.
+async fn timed(
+    budget: Duration,
+    min_calls: usize,
+    c: &mut Connection,
+    call: Call,
+    domain: &str,
+) -> anyhow::Result<Sample> {
+    let start = Instant::now();
+    let mut latencies = Vec::new();
+    while start.elapsed() < budget || latencies.len() < min_calls {
+        let t = Instant::now();
+        call.once(c, domain).await?;
+        latencies.push(t.elapsed());
     }
-    let samples = tasks.join_all().await;
-    Ok(Sample::merge(samples, start.elapsed()))
+    Ok(Sample {
+        latencies,
+        wall: start.elapsed(),
+    })
 }
 
 /// libvirtd with its test driver, when installed: the same calls through python3-libvirt.
