@@ -85,15 +85,22 @@ pub fn server_config(
     let provider = provider();
     let chain = load_certs(&files.cert)?;
     let key = load_key(&files.key)?;
-    // Checks that the key belongs to the certificate, naming both files when not.
+    // Checks that the key can be used and belongs to the certificate, naming both files.
     CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider).map_err(|e| {
-        invalid(
-            &files.key,
-            format!(
-                "does not match the certificate {}: {e}",
-                files.cert.display()
+        let problem = match e {
+            rustls::Error::InconsistentKeys(_) => {
+                format!("does not match the certificate {}", files.cert.display())
+            }
+            // ring refuses some encodings other tools accept, e.g. certtool's ECDSA keys
+            // whose scalar has a leading zero byte (about half of them).
+            other => format!(
+                "cannot be used ({other}); if certtool or another tool made it, rewrite it \
+                 in PKCS#8 form with `openssl pkey -in {0} -out {0}.new` and move that into \
+                 place, or make a new key with `vmgate pki`",
+                files.key.display()
             ),
-        )
+        };
+        invalid(&files.key, problem)
     })?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

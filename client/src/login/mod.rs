@@ -62,9 +62,7 @@ pub struct LoginTarget<'a> {
 pub async fn offer(channel: ApiChannel) -> Result<MechanismList, tonic::Status> {
     match AuthClient::new(channel).mechanisms(Empty {}).await {
         Ok(reply) => Ok(reply.into_inner()),
-        Err(status) if status.code() == tonic::Code::Unimplemented => {
-            Ok(MechanismList::default())
-        }
+        Err(status) if status.code() == tonic::Code::Unimplemented => Ok(MechanismList::default()),
         Err(status) => Err(status),
     }
 }

@@ -63,10 +63,17 @@ impl VncSettings {
 /// Why the consoles' shared services could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ServicesError {
+    /// Not a `#[source]`: the message carries the whole cause, which `{:#}` would repeat.
     #[error("Console TLS: {0}")]
-    Tls(#[from] TlsError),
+    Tls(TlsError),
     #[error("Console SASL (vnc_sasl): {0}")]
     Sasl(String),
+}
+
+impl From<TlsError> for ServicesError {
+    fn from(e: TlsError) -> Self {
+        ServicesError::Tls(e)
+    }
 }
 
 /// Everything the gateways of all guests share.
