@@ -236,3 +236,62 @@ fn tls_with_sasl_needs_the_certificate_and_the_user() {
     let mode = std::fs::metadata(&file).expect("stat").permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[test]
+fn a_terminal_user_is_prompted_once_for_a_whole_shell_session() {
+    if !require_tool("expect", "expect") {
+        return;
+    }
+    let d = daemon_with_users("auth_unix_rw = \"sasl\"\n");
+    let before = logins(&d);
+    // The shell connects (and logs in) at its first command. rpassword turns echo off
+    // with TCSAFLUSH, which drops anything typed before: the password is typed a moment
+    // after its prompt. Any step that times out fails the script at once.
+    let script = format!(
+        r#"
+set timeout 20
+proc want {{text}} {{
+  expect {{
+    $text {{}}
+    timeout {{ puts "\ntimed out waiting for: $text"; exit 3 }}
+    eof {{ puts "\nvmgate ended before: $text"; exit 4 }}
+  }}
+}}
+spawn {vmgate} -c {uri}
+want "vmgate # "
+send "list --all\r"
+want "Username for localhost"
+send "alice\r"
+want "Password for alice: "
+sleep 0.2
+send "alice-pw\r"
+want "Name"
+want "vmgate # "
+send "version\r"
+want "vmgated"
+want "vmgate # "
+send "quit\r"
+expect eof
+catch wait result
+exit [lindex $result 3]
+"#,
+        vmgate = bins::vmgate().display(),
+        uri = d.uri(),
+    );
+    let home = tempfile::tempdir().expect("home");
+    let out = Command::new("expect")
+        .arg("-c")
+        .arg(&script)
+        .env("HOME", home.path())
+        .env_remove("VMGATE_AUTH_FILE")
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .expect("run expect");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "shell session failed:\n{text}");
+    assert!(
+        !text.contains("alice-pw"),
+        "the password is not echoed:\n{text}"
+    );
+    assert_eq!(logins(&d), before + 1, "one login for the session");
+}
