@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod bins;
 pub mod console;
+pub mod peer;
 pub mod pki;
 pub mod vnc;
 

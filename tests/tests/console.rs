@@ -16,8 +16,10 @@ use std::{net::TcpStream, os::unix::fs::PermissionsExt, time::Duration};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vmgate_tests::{
-    TestDaemon, require_tool,
-    vnc::{ConsoleAddr, RfbClient, display_port, gvnccapture, png_size},
+    TestDaemon,
+    console::start_guest,
+    require_tool,
+    vnc::{ConsoleAddr, RfbClient, gvnccapture, png_size},
     wait_until,
 };
 
@@ -33,17 +35,6 @@ fn vnc_config(slot: u16, extra: &str) -> String {
         "\n[vnc]\nremote_display_port_min = {min}\nremote_display_port_max = {}\n{extra}",
         min + 39
     )
-}
-
-/// Defines and starts `name` with `[graphics] type = "vnc"` plus `graphics` lines; returns
-/// its console port.
-fn start_guest(d: &TestDaemon, name: &str, graphics: &str) -> u16 {
-    let text = format!("name = \"{name}\"\n[graphics]\ntype = \"vnc\"\n{graphics}\n");
-    let path = d.file(&format!("{name}.toml"), &text);
-    d.vmgate(&["define", path.to_str().expect("utf-8 path")])
-        .ok();
-    d.vmgate(&["start", name]).ok();
-    display_port(d, name)
 }
 
 fn tools_present() -> bool {

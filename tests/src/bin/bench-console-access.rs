@@ -16,7 +16,7 @@
 
 use std::{
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -25,10 +25,10 @@ use vmgate::{ConnectUri, Connection};
 use vmgate_proto::v1::{AclChangeRequest, AclRule, DomainRef, acl_change_request::Change};
 use vmgate_tests::{
     TestDaemon,
-    bench::{Sample, command_line, load_average, machine, on_path},
+    bench::{Sample, load_average, machine, on_path},
     console::{ConsolePki, gvnc_tools, start_guest, target, tls_console_config},
+    peer::{Killed, free_port, qemu_version, spawn_guest, wait_listening},
     vnc::{GvncHome, RfbClient, gvnccapture_login},
-    wait_until,
 };
 
 const CAPTURES: usize = 10;
@@ -267,27 +267,16 @@ async fn revocations(pki: &ConsolePki, d: &TestDaemon, port: u16) -> anyhow::Res
 struct QemuSasl {
     version: String,
     port: u16,
-    child: Child,
+    _guest: Killed,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for QemuSasl {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl QemuSasl {
     async fn start(cert_dir: &Path) -> anyhow::Result<QemuSasl> {
-        for tool in ["qemu-system-x86_64", "saslpasswd2"] {
-            if !on_path(tool) {
-                return Err(anyhow!("{tool} is not on PATH"));
-            }
+        let version = qemu_version()?;
+        if !on_path("saslpasswd2") {
+            return Err(anyhow!("saslpasswd2 (sasl2-bin) is not on PATH"));
         }
-        let version = command_line("qemu-system-x86_64", &["--version"])
-            .and_then(|l| l.split_whitespace().nth(3).map(str::to_owned))
-            .unwrap_or_default();
         let dir = tempfile::tempdir()?;
         let db = dir.path().join("passwd.db");
         std::fs::write(
@@ -310,47 +299,26 @@ impl QemuSasl {
         if !saslpasswd.wait()?.success() {
             return Err(anyhow!("saslpasswd2 failed"));
         }
-        let port = (21_100..21_200)
-            .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-            .context("no free port")?;
-        let log = std::fs::File::create(dir.path().join("qemu.log"))?;
+        let port = free_port((21_100, 21_199), &[])?;
         let creds = format!(
             "tls-creds-x509,id=tls0,dir={},endpoint=server,verify-peer=on",
             cert_dir.display()
         );
-        let child = Command::new("qemu-system-x86_64")
-            .args([
-                "-machine",
-                "pc",
-                "-accel",
-                "tcg",
-                "-nodefaults",
-                "-vga",
-                "std",
-            ])
-            .args(["-display", "none", "-m", "64", "-object", &creds])
-            .args([
-                "-vnc",
-                &format!("127.0.0.1:{},tls-creds=tls0,sasl=on", port - 5900),
-            ])
-            .env("SASL_CONF_PATH", dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("start qemu-system-x86_64")?;
-        let q = QemuSasl {
-            version,
-            port,
-            child,
-            _dir: dir,
-        };
-        let listening = wait_until(Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        if !listening {
+        let guest = spawn_guest(
+            dir.path(),
+            "x509sasl",
+            &["-object", &creds],
+            &format!("127.0.0.1:{},tls-creds=tls0,sasl=on", port - 5900),
+            &[("SASL_CONF_PATH", dir.path())],
+        )?;
+        if !wait_listening(port) {
             return Err(anyhow!("QEMU did not open port {port}"));
         }
-        Ok(q)
+        Ok(QemuSasl {
+            version,
+            port,
+            _guest: guest,
+            _dir: dir,
+        })
     }
 }

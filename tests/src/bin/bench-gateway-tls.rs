@@ -23,9 +23,8 @@
 //! Prints Markdown; asserts nothing.
 
 use std::{
-    net::{Ipv4Addr, TcpListener as StdListener},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -33,11 +32,12 @@ use anyhow::{Context, anyhow};
 use tokio::task::JoinSet;
 use vmgate_tests::{
     TestDaemon,
-    bench::{Sample, command_line, load_average, machine, on_path},
+    bench::{Sample, load_average, machine, on_path},
+    console::start_guest,
+    peer::{Killed, free_port, qemu_version, spawn_guest, wait_listening},
     pki::{Ca, Issued, KeyType, set_mode},
     require_library, require_tool, run_vmgate,
-    vnc::{GvncHome, RfbClient, TlsCreds, display_port, gvnccapture_as},
-    wait_until,
+    vnc::{GvncHome, RfbClient, TlsCreds, gvnccapture_as},
 };
 
 const HANDSHAKES: usize = 200;
@@ -204,16 +204,6 @@ fn vnc_config(ports: (u16, u16), cert_dir: Option<&Path>) -> String {
         "\n[vnc]\nremote_display_port_min = {}\nremote_display_port_max = {}\n{tls}",
         ports.0, ports.1
     )
-}
-
-/// Defines and starts `name` through the CLI; returns its console port.
-fn start_guest(d: &TestDaemon, name: &str, graphics: &str) -> u16 {
-    let text = format!("name = \"{name}\"\n[graphics]\ntype = \"vnc\"\n{graphics}\n");
-    let path = d.file(&format!("{name}.toml"), &text);
-    d.vmgate(&["define", path.to_str().expect("utf-8 path")])
-        .ok();
-    d.vmgate(&["start", name]).ok();
-    display_port(d, name)
 }
 
 /// [`HANDSHAKES`] handshakes to ServerInit on `tasks` concurrent tasks: VeNCrypt with
@@ -551,30 +541,6 @@ fn openssl_speed(cipher: &str) -> anyhow::Result<f64> {
         .ok_or_else(|| anyhow!("openssl speed did not run"))
 }
 
-/// A free TCP port on 127.0.0.1 within `range`.
-fn free_port(range: (u16, u16), skip: &[u16]) -> anyhow::Result<u16> {
-    (range.0..=range.1)
-        .filter(|p| !skip.contains(p))
-        .find(|&p| StdListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok())
-        .ok_or_else(|| anyhow!("no free port in {range:?}"))
-}
-
-fn wait_listening(port: u16) -> bool {
-    wait_until(Duration::from_secs(30), || {
-        std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok()
-    })
-}
-
-/// A child process killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Two disk-less TCG QEMU guests (SeaBIOS screen) with QEMU's own VeNCrypt server on the
 /// same certificate directory as the gateway, client certificates required
 /// (`verify-peer=on`): X509None, and X509Vnc with the password read from a secret file.
@@ -588,13 +554,7 @@ struct Qemu {
 
 impl Qemu {
     async fn start(pki: &Pki) -> anyhow::Result<Qemu> {
-        let emulator = "qemu-system-x86_64";
-        if !on_path(emulator) {
-            return Err(anyhow!("{emulator} is not on PATH"));
-        }
-        let version = command_line(emulator, &["--version"])
-            .and_then(|l| l.split_whitespace().nth(3).map(str::to_owned))
-            .unwrap_or_default();
+        let version = qemu_version()?;
         let dir = tempfile::tempdir()?;
         let secret = dir.path().join("vnc-secret");
         std::fs::write(&secret, PASSWORD)?;
@@ -604,14 +564,15 @@ impl Qemu {
         );
         let none_port = free_port(PEER_PORTS, &[])?;
         let vnc_port = free_port(PEER_PORTS, &[none_port])?;
-        let none = Self::spawn(
+        let none = spawn_guest(
             dir.path(),
             "x509",
             &["-object", &creds],
             &format!("127.0.0.1:{},tls-creds=tls0", none_port - 5900),
+            &[],
         )?;
         let object = format!("secret,id=vncsec0,file={}", secret.display());
-        let vnc = Self::spawn(
+        let vnc = spawn_guest(
             dir.path(),
             "x509pass",
             &["-object", &creds, "-object", &object],
@@ -619,6 +580,7 @@ impl Qemu {
                 "127.0.0.1:{},tls-creds=tls0,password-secret=vncsec0",
                 vnc_port - 5900
             ),
+            &[],
         )?;
         if !wait_listening(none_port) || !wait_listening(vnc_port) {
             return Err(anyhow!(
@@ -636,31 +598,5 @@ impl Qemu {
             _children: [none, vnc],
             _dir: dir,
         })
-    }
-
-    fn spawn(dir: &Path, name: &str, extra: &[&str], vnc: &str) -> anyhow::Result<Killed> {
-        let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
-        let child = Command::new("qemu-system-x86_64")
-            .args([
-                "-machine",
-                "pc",
-                "-accel",
-                "tcg",
-                "-nodefaults",
-                "-vga",
-                "std",
-                "-display",
-                "none",
-                "-m",
-                "64",
-            ])
-            .args(extra)
-            .args(["-vnc", vnc])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("start qemu-system-x86_64")?;
-        Ok(Killed(child))
     }
 }

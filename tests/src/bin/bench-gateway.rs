@@ -17,9 +17,9 @@
 //! nothing.
 
 use std::{
-    net::{Ipv4Addr, TcpListener as StdListener},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    net::Ipv4Addr,
+    path::PathBuf,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -28,9 +28,9 @@ use vmgate::{ConnectUri, Connection};
 use vmgate_proto::v1::{ConnectedPolicy, DefineRequest, DomainRef, SetPasswordRequest};
 use vmgate_tests::{
     TestDaemon,
-    bench::{Sample, command_line, load_average, machine, on_path},
+    bench::{Sample, load_average, machine, on_path},
+    peer::{Killed, free_port, qemu_version, spawn_guest, wait_listening},
     vnc::{ConsoleAddr, RfbClient, display_port, gvnccapture},
-    wait_until,
 };
 use vmgated::driver::test::{framebuffer::FramebufferHandle, rfb_server};
 
@@ -449,30 +449,6 @@ async fn revocation_latency(api: &mut Connection, port: u16) -> anyhow::Result<(
     Ok(())
 }
 
-/// A free TCP port on 127.0.0.1 within `range`.
-fn free_port(range: (u16, u16), skip: &[u16]) -> anyhow::Result<u16> {
-    (range.0..=range.1)
-        .filter(|p| !skip.contains(p))
-        .find(|&p| StdListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok())
-        .ok_or_else(|| anyhow!("no free port in {range:?}"))
-}
-
-fn wait_listening(port: u16) -> bool {
-    wait_until(Duration::from_secs(30), || {
-        std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok()
-    })
-}
-
-/// A child process killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Two disk-less TCG QEMU guests (SeaBIOS screen, 720x400) with VNC on TCP: one with
 /// security None, one with a VNC password (given through a secret object read from a file).
 struct Qemu {
@@ -485,30 +461,26 @@ struct Qemu {
 
 impl Qemu {
     async fn start() -> anyhow::Result<Qemu> {
-        let emulator = "qemu-system-x86_64";
-        if !on_path(emulator) {
-            return Err(anyhow!("{emulator} is not on PATH"));
-        }
-        let version = command_line(emulator, &["--version"])
-            .and_then(|l| l.split_whitespace().nth(3).map(str::to_owned))
-            .unwrap_or_default();
+        let version = qemu_version()?;
         let dir = tempfile::tempdir()?;
         let secret = dir.path().join("vnc-secret");
         std::fs::write(&secret, PASSWORD)?;
         let open_port = free_port(PEER_PORTS, &[])?;
         let locked_port = free_port(PEER_PORTS, &[open_port])?;
-        let open = Self::spawn(
+        let open = spawn_guest(
             dir.path(),
             "open",
             &[],
             &format!("127.0.0.1:{}", open_port - 5900),
+            &[],
         )?;
         let object = format!("secret,id=vncsec0,file={}", secret.display());
-        let locked = Self::spawn(
+        let locked = spawn_guest(
             dir.path(),
             "locked",
             &["-object", &object],
             &format!("127.0.0.1:{},password-secret=vncsec0", locked_port - 5900),
+            &[],
         )?;
         if !wait_listening(open_port) || !wait_listening(locked_port) {
             return Err(anyhow!(
@@ -526,32 +498,6 @@ impl Qemu {
             _children: [open, locked],
             _dir: dir,
         })
-    }
-
-    fn spawn(dir: &Path, name: &str, extra: &[&str], vnc: &str) -> anyhow::Result<Killed> {
-        let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
-        let child = Command::new("qemu-system-x86_64")
-            .args([
-                "-machine",
-                "pc",
-                "-accel",
-                "tcg",
-                "-nodefaults",
-                "-vga",
-                "std",
-                "-display",
-                "none",
-                "-m",
-                "64",
-            ])
-            .args(extra)
-            .args(["-vnc", vnc])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("start qemu-system-x86_64")?;
-        Ok(Killed(child))
     }
 }
 
