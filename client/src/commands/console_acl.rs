@@ -147,7 +147,12 @@ pub async fn run(session: &mut Session, args: &ConsoleAclArgs) -> Result<String,
                 let change = Change::Remove(rule(kind, p.clone(), AclPolicy::Deny));
                 (domain, change, done)
             }
-            (None, None, None) => unreachable_target()?,
+            // clap requires one of them.
+            (None, None, None) => {
+                return Err(ClientError::Invalid(
+                    "say which rules to remove: --user PATTERN, --dn PATTERN or --rule ID".into(),
+                ));
+            }
         },
         Action::Set { domain, file } => {
             let text = std::fs::read_to_string(file).map_err(|err| ClientError::ReadFile {
@@ -177,13 +182,6 @@ pub async fn run(session: &mut Session, args: &ConsoleAclArgs) -> Result<String,
         0 => format!("Console ACL of domain '{domain}': {done}\n"),
         n => format!("Console ACL of domain '{domain}': {done}; {n} session(s) disconnected\n"),
     })
-}
-
-/// clap requires one of --user, --dn, --rule; this is never reached.
-fn unreachable_target<T>() -> Result<T, ClientError> {
-    Err(ClientError::Invalid(
-        "say which rules to remove: --user PATTERN, --dn PATTERN or --rule ID".into(),
-    ))
 }
 
 /// ` Id   Order   Kind   Policy   Pattern`, in the order the rules are checked.

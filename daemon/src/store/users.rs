@@ -49,36 +49,37 @@ impl Store {
 
     /// Inserts a new user; false when the name is taken.
     pub async fn insert_user(&self, rec: &UserRecord) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        self.write_user(
             "INSERT INTO sasl_users \
              (name, iterations, salt, stored_key, server_key, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (name) DO NOTHING",
+            rec,
         )
-        .bind(&rec.name)
-        .bind(i64::from(rec.iterations))
-        .bind(&rec.salt)
-        .bind(&rec.stored_key)
-        .bind(&rec.server_key)
-        .bind(now_secs())
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
+        .await
     }
 
     /// Replaces an existing user's credential; false when there is no such user.
     pub async fn update_user(&self, rec: &UserRecord) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        self.write_user(
             "UPDATE sasl_users SET iterations = $2, salt = $3, stored_key = $4, \
              server_key = $5, updated_at = $6 WHERE name = $1",
+            rec,
         )
-        .bind(&rec.name)
-        .bind(i64::from(rec.iterations))
-        .bind(&rec.salt)
-        .bind(&rec.stored_key)
-        .bind(&rec.server_key)
-        .bind(now_secs())
-        .execute(self.pool())
-        .await?;
+        .await
+    }
+
+    /// Runs `sql` with the record's fields as $1..$5 and the time as $6; true when it
+    /// changed one row.
+    async fn write_user(&self, sql: &'static str, rec: &UserRecord) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql)
+            .bind(&rec.name)
+            .bind(i64::from(rec.iterations))
+            .bind(&rec.salt)
+            .bind(&rec.stored_key)
+            .bind(&rec.server_key)
+            .bind(now_secs())
+            .execute(self.pool())
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
