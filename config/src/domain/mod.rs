@@ -6,22 +6,32 @@
 //! ([`DomainDef::validate`]), its canonical text form ([`DomainDef::to_toml`]) and the UNIX
 //! socket path limit ([`check_socket_path`]). It knows nothing about guests' runtime state.
 //!
-//! The top level holds scalar settings and each device kind gets its own table or array of
-//! tables (`[graphics]` today; `machine`, `[[disk]]`, `[[interface]]`, `kernel`/`initrd`/
-//! `cmdline` can be added as optional fields later without reshaping existing files).
+//! The top level holds scalar settings (`machine`, memory, vCPUs, `cdrom`, direct boot's
+//! `kernel`/`initrd`/`cmdline`) and each device kind gets its own table or array of tables
+//! (`[graphics]`, `[[disk]]`, `[[interface]]`), so new kinds are added as optional fields
+//! without reshaping existing files. Errors about one entry of an array name it by its
+//! 0-based index (`disk[1].path`).
 
+mod device_rules;
+mod devices;
 mod error;
 mod graphics;
+mod position;
 mod rules;
 mod write;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::located;
 
+pub use device_rules::{MAX_PCI_DEVICES, parse_mac};
+pub use devices::{
+    CDROM_SLOT_INDEX, DEFAULT_MACHINE, DEFAULT_NIC_MODEL, Disk, DiskBus, DiskFormat, IdePlacement,
+    IdeSlot, Interface, InterfaceType, ide_slots, place_ide,
+};
 pub use error::{DefinitionError, FieldError, ParseProblem};
 pub use graphics::{ConnectedPolicy, Graphics, GraphicsType, SharePolicy};
 
@@ -43,6 +53,9 @@ pub struct DomainDef {
     /// The guest's UUID; the daemon assigns one at define time when unset.
     #[serde(default)]
     pub uuid: Option<Uuid>,
+    /// QEMU machine type (`-machine`), e.g. `"pc"` or `"q35"`.
+    #[serde(default = "default_machine")]
+    pub machine: String,
     /// Guest memory in MiB (1 to 1048576).
     #[serde(default = "default_memory_mib")]
     pub memory_mib: u64,
@@ -52,6 +65,28 @@ pub struct DomainDef {
     /// The guest's console; unset means none.
     #[serde(default)]
     pub graphics: Option<Graphics>,
+    /// Disks (`[[disk]]`), in the order the guest's firmware tries to boot them.
+    #[serde(default, rename = "disk")]
+    pub disks: Vec<Disk>,
+    /// An ISO image shown as an IDE CD-ROM, always read-only; booted after the disks.
+    #[serde(default)]
+    pub cdrom: Option<PathBuf>,
+    /// A kernel to boot directly (`-kernel`), instead of the firmware booting a disk.
+    #[serde(default)]
+    pub kernel: Option<PathBuf>,
+    /// The initial ramdisk for `kernel` (`-initrd`).
+    #[serde(default)]
+    pub initrd: Option<PathBuf>,
+    /// The kernel command line for `kernel` (`-append`).
+    #[serde(default)]
+    pub cmdline: Option<String>,
+    /// Network interfaces (`[[interface]]`).
+    #[serde(default, rename = "interface")]
+    pub interfaces: Vec<Interface>,
+}
+
+fn default_machine() -> String {
+    DEFAULT_MACHINE.to_string()
 }
 
 fn default_memory_mib() -> u64 {
@@ -68,9 +103,16 @@ impl DomainDef {
         DomainDef {
             name: name.into(),
             uuid: None,
+            machine: default_machine(),
             memory_mib: default_memory_mib(),
             vcpus: default_vcpus(),
             graphics: None,
+            disks: Vec::new(),
+            cdrom: None,
+            kernel: None,
+            initrd: None,
+            cmdline: None,
+            interfaces: Vec::new(),
         }
     }
 
@@ -99,7 +141,7 @@ impl DomainDef {
             return Ok(def);
         }
         for error in &mut errors {
-            error.position = located::key_position(text, &error.field);
+            error.position = position::field_position(text, &error.field);
         }
         Err(DefinitionError::Invalid {
             origin: Some(source.to_string()),
@@ -133,6 +175,11 @@ impl DomainDef {
         })
     }
 
+    /// Where this definition's IDE devices go (see [`place_ide`]).
+    pub fn ide_placement(&self) -> IdePlacement {
+        place_ide(&self.machine, &self.disks, self.cdrom.is_some())
+    }
+
     /// Stable, readable TOML that [`DomainDef::parse`] reads back into an equal definition.
     /// Without `include_secrets` the `passwd` line is left out.
     pub fn to_toml(&self, include_secrets: bool) -> String {
@@ -153,5 +200,7 @@ pub fn check_socket_path(path: &Path) -> Result<(), DefinitionError> {
     Ok(())
 }
 
+#[cfg(test)]
+mod device_tests;
 #[cfg(test)]
 mod tests;

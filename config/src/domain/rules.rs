@@ -2,8 +2,9 @@
 //! `vmgate define` or from a gRPC request: the one validation path for definitions.
 //!
 //! Owns the name rules, the memory and vCPU ranges, and the console rules (port range,
-//! port versus autoport, password length, listen address). It collects every violation
-//! instead of stopping at the first, so a user fixes a file in one round.
+//! port versus autoport, password length, listen address); the machine, disk, boot and
+//! network rules are in `device_rules`. It collects every violation instead of stopping at
+//! the first, so a user fixes a file in one round.
 
 use std::net::IpAddr;
 
@@ -45,6 +46,7 @@ pub(super) fn check(def: &DomainDef) -> Vec<FieldError> {
     if let Some(graphics) = &def.graphics {
         check_graphics(graphics, &mut error);
     }
+    super::device_rules::check(def, &mut error);
     errors
 }
 

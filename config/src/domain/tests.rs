@@ -384,6 +384,7 @@ fn to_toml_is_stable_and_round_trips() {
         text,
         "name = \"web1\"\n\
          uuid = \"6f1f1c8e-2f5b-4d7a-9a43-1c6e4c1e2b3a\"\n\
+         machine = \"pc\"\n\
          memory_mib = 4096\n\
          vcpus = 2\n\
          \n\
@@ -401,7 +402,7 @@ fn to_toml_is_stable_and_round_trips() {
     let minimal = DomainDef::new_minimal("a");
     assert_eq!(
         minimal.to_toml(true),
-        "name = \"a\"\nmemory_mib = 128\nvcpus = 1\n"
+        "name = \"a\"\nmachine = \"pc\"\nmemory_mib = 128\nvcpus = 1\n"
     );
     assert_eq!(
         DomainDef::parse(&minimal.to_toml(false), "dump").expect("parses"),

@@ -5,6 +5,7 @@
 //! schema grows, and so a password can only reach the output through the one explicit flag.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use super::DomainDef;
 use super::graphics::format_rfc3339;
@@ -15,8 +16,21 @@ pub(super) fn to_toml(def: &DomainDef, include_secrets: bool) -> String {
     if let Some(uuid) = &def.uuid {
         line(&mut out, "uuid", &quote(&uuid.to_string()));
     }
+    line(&mut out, "machine", &quote(&def.machine));
     line(&mut out, "memory_mib", &def.memory_mib.to_string());
     line(&mut out, "vcpus", &def.vcpus.to_string());
+    for (key, path) in [
+        ("cdrom", &def.cdrom),
+        ("kernel", &def.kernel),
+        ("initrd", &def.initrd),
+    ] {
+        if let Some(path) = path {
+            line(&mut out, key, &quote_path(path));
+        }
+    }
+    if let Some(cmdline) = &def.cmdline {
+        line(&mut out, "cmdline", &quote(cmdline));
+    }
     if let Some(g) = &def.graphics {
         out.push_str("\n[graphics]\n");
         line(&mut out, "type", &quote(g.r#type.as_str()));
@@ -41,7 +55,28 @@ pub(super) fn to_toml(def: &DomainDef, include_secrets: bool) -> String {
         line(&mut out, "connected", &quote(g.connected.as_str()));
         line(&mut out, "share_policy", &quote(g.share_policy.as_str()));
     }
+    for disk in &def.disks {
+        out.push_str("\n[[disk]]\n");
+        line(&mut out, "path", &quote_path(&disk.path));
+        line(&mut out, "format", &quote(disk.format.as_str()));
+        line(&mut out, "bus", &quote(disk.bus.as_str()));
+        line(&mut out, "readonly", &disk.readonly.to_string());
+    }
+    for nic in &def.interfaces {
+        out.push_str("\n[[interface]]\n");
+        line(&mut out, "type", &quote(nic.r#type.as_str()));
+        line(&mut out, "model", &quote(&nic.model));
+        if let Some(mac) = &nic.mac {
+            line(&mut out, "mac", &quote(mac));
+        }
+    }
     out
+}
+
+/// Paths read from TOML are always UTF-8; validate() refuses others, which would be
+/// written lossily here.
+fn quote_path(path: &Path) -> String {
+    quote(&path.to_string_lossy())
 }
 
 fn line(out: &mut String, key: &str, value: &str) {

@@ -4,6 +4,7 @@
 //! stops it did not ask for (a guest powering itself off, a crash) the same way as the
 //! ones it did.
 
+pub mod qemu;
 pub mod test;
 
 use std::{io, sync::Arc, time::Duration};
