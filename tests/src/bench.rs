@@ -112,3 +112,33 @@ pub fn on_path(cmd: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// Runs a new-process console capture `runs` times: the times of the runs that saved a
+/// frame, and a note naming how many did not (empty when all did).
+pub fn repeat_captures(
+    runs: usize,
+    mut capture: impl FnMut() -> crate::vnc::Capture,
+) -> (Sample, String) {
+    let mut latencies = Vec::with_capacity(runs);
+    let mut failures = 0;
+    for _ in 0..runs {
+        let cap = capture();
+        if cap.ok {
+            latencies.push(cap.elapsed);
+        } else {
+            failures += 1;
+        }
+    }
+    let note = if failures > 0 {
+        format!(" ({failures} failed)")
+    } else {
+        String::new()
+    };
+    (
+        Sample {
+            latencies,
+            wall: Duration::ZERO,
+        },
+        note,
+    )
+}

@@ -25,7 +25,7 @@ use vmgate::{ConnectUri, Connection};
 use vmgate_proto::v1::{AclChangeRequest, AclRule, DomainRef, acl_change_request::Change};
 use vmgate_tests::{
     TestDaemon,
-    bench::{Sample, load_average, machine, on_path},
+    bench::{Sample, load_average, machine, on_path, repeat_captures},
     console::{ConsolePki, gvnc_tools, start_guest, target, tls_console_config},
     peer::{Killed, free_port, qemu_version, spawn_guest, wait_listening},
     vnc::{GvncHome, RfbClient, gvnccapture_login},
@@ -87,22 +87,13 @@ fn captures(pki: &ConsolePki, port: u16, qemu: Option<&QemuSasl>) -> anyhow::Res
     }
     for (server, port) in rows {
         let png = home.path().join("out.png");
-        let mut times = Vec::with_capacity(CAPTURES);
-        for _ in 0..CAPTURES {
-            let cap = gvnccapture_login(&target(port), &png, USER, PASSWORD, &home);
-            if !cap.ok {
-                return Err(anyhow!(
-                    "gvnccapture against {server} failed:\n{}",
-                    cap.transcript
-                ));
-            }
-            times.push(cap.elapsed);
-        }
-        times.sort();
+        let (s, note) = repeat_captures(CAPTURES, || {
+            gvnccapture_login(&target(port), &png, USER, PASSWORD, &home)
+        });
         println!(
-            "| {server} | {:.0} | {:.0} |",
-            times[CAPTURES / 2].as_secs_f64() * 1000.0,
-            times[0].as_secs_f64() * 1000.0
+            "| {server} | {:.0}{note} | {:.0} |",
+            s.quantile_ms(0.5),
+            s.quantile_ms(0.0)
         );
     }
     println!();

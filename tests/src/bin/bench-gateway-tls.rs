@@ -32,7 +32,7 @@ use anyhow::{Context, anyhow};
 use tokio::task::JoinSet;
 use vmgate_tests::{
     TestDaemon,
-    bench::{Sample, load_average, machine, on_path},
+    bench::{Sample, load_average, machine, on_path, repeat_captures},
     console::start_guest,
     peer::{Killed, free_port, qemu_version, spawn_guest, wait_listening},
     pki::{Ca, Issued, KeyType, set_mode},
@@ -409,25 +409,8 @@ fn captures(pki: &Pki, open: u16, locked: u16, qemu: Option<&Qemu>) {
     }
     for (server, subtype, port, password) in rows {
         let target = format!("127.0.0.1:{}", port - 5900);
-        let mut latencies = Vec::new();
-        let mut failures = 0;
-        for _ in 0..CAPTURES {
-            let cap = gvnccapture_as(&target, &out, password, &home);
-            if cap.ok {
-                latencies.push(cap.elapsed);
-            } else {
-                failures += 1;
-            }
-        }
-        let s = Sample {
-            latencies,
-            wall: Duration::ZERO,
-        };
-        let note = if failures > 0 {
-            format!(" ({failures} failed)")
-        } else {
-            String::new()
-        };
+        let (s, note) =
+            repeat_captures(CAPTURES, || gvnccapture_as(&target, &out, password, &home));
         println!("| {server} | {subtype} | {:.0}{note} |", s.quantile_ms(0.5));
     }
     println!(

@@ -28,7 +28,7 @@ use vmgate::{ConnectUri, Connection};
 use vmgate_proto::v1::{ConnectedPolicy, DefineRequest, DomainRef, SetPasswordRequest};
 use vmgate_tests::{
     TestDaemon,
-    bench::{Sample, load_average, machine, on_path},
+    bench::{Sample, load_average, machine, on_path, repeat_captures},
     peer::{Killed, free_port, qemu_version, spawn_guest, wait_listening},
     vnc::{ConsoleAddr, RfbClient, display_port, gvnccapture},
 };
@@ -205,25 +205,8 @@ fn captures(open: u16, locked: u16, qemu: Option<&Qemu>) {
         |d| d.path().join("c.png"),
     );
     for (server, security, port, password) in rows {
-        let mut latencies = Vec::new();
-        let mut failures = 0;
-        for _ in 0..CAPTURES {
-            let cap = gvnccapture(&format!("127.0.0.1:{}", port - 5900), &out, password);
-            if cap.ok {
-                latencies.push(cap.elapsed);
-            } else {
-                failures += 1;
-            }
-        }
-        let s = Sample {
-            latencies,
-            wall: Duration::ZERO,
-        };
-        let note = if failures > 0 {
-            format!(" ({failures} failed)")
-        } else {
-            String::new()
-        };
+        let target = format!("127.0.0.1:{}", port - 5900);
+        let (s, note) = repeat_captures(CAPTURES, || gvnccapture(&target, &out, password));
         println!(
             "| {server} | {security} | {:.0}{note} |",
             s.quantile_ms(0.5)
