@@ -1,7 +1,8 @@
 //! The server side of the RFB handshake as the gateway speaks it to clients: version
 //! (3.3, 3.7 or 3.8), the security type this console offers (None, VNC password, or
 //! VeNCrypt with its X509 subtypes when consoles use TLS: X509SASL and X509Plain for user
-//! logins), the authentication itself, the console ACL's verdict, and ClientInit. It owns the stream because VeNCrypt replaces it with a TLS stream halfway.
+//! logins), the authentication itself, the console ACL's verdict, and ClientInit. It owns
+//! the stream because VeNCrypt replaces it with a TLS stream halfway.
 //! It decides nothing about sessions or backends: it reports who the client proved to be,
 //! or why it did not.
 
