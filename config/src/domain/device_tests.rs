@@ -7,17 +7,10 @@ use std::path::PathBuf;
 
 use uuid::Uuid;
 
-use super::*;
-
-fn parse(text: &str) -> DomainDef {
-    DomainDef::parse(text, "guest.toml").expect("definition parses")
-}
-
-fn parse_err(text: &str) -> String {
-    DomainDef::parse(text, "guest.toml")
-        .expect_err("definition must be refused")
-        .to_string()
-}
+use super::{
+    tests::{parse, parse_err},
+    *,
+};
 
 fn errors_of(def: &DomainDef) -> Vec<String> {
     match def.validate() {

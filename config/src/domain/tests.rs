@@ -9,11 +9,13 @@ use uuid::Uuid;
 use super::*;
 use crate::Secret;
 
-fn parse(text: &str) -> DomainDef {
+/// Parses `text` as `guest.toml`; also used by `device_tests`.
+pub(super) fn parse(text: &str) -> DomainDef {
     DomainDef::parse(text, "guest.toml").expect("definition parses")
 }
 
-fn parse_err(text: &str) -> String {
+/// The error `text` is refused with, as users read it.
+pub(super) fn parse_err(text: &str) -> String {
     DomainDef::parse(text, "guest.toml")
         .expect_err("definition must be refused")
         .to_string()
