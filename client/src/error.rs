@@ -37,6 +37,12 @@ pub enum ClientError {
     /// Input the command cannot use (an ACL file that does not parse, ...).
     #[error("{0}")]
     Invalid(String),
+    /// Output a command writes as it goes (`event`) could not be written.
+    #[error("cannot write the output: {0}")]
+    Write(std::io::Error),
+    /// The daemon ended a stream of events without saying why.
+    #[error("vmgated ended the event stream")]
+    EventsEnded,
 }
 
 impl From<tonic::Status> for ClientError {

@@ -1,11 +1,17 @@
 //! What the commands print, as pure functions from the daemon's replies to text: virsh's
-//! aligned tables, the `dominfo` layout, state names, and the `--json` shapes whose field names
-//! are a stable interface for scripts. Nothing here talks to the daemon or writes to stdout.
+//! aligned tables, the `dominfo` layout, state names, `event`'s lines, and the `--json` shapes
+//! whose field names are a stable interface for scripts. Nothing here talks to the daemon or
+//! writes to stdout.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use vmgate_proto::v1::{DomainInfo, DomainState, DomainSummary};
+use time::OffsetDateTime;
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use vmgate_proto::v1::{DomainEvent, DomainInfo, DomainState, DomainSummary};
+
+use crate::console::rfc3339_millis;
 
 /// The first VNC TCP port; a console's display number is its port minus this.
 const VNC_BASE_PORT: u32 = 5900;
@@ -288,6 +294,97 @@ pub fn domstate_text(info: &DomainInfo, with_reason: bool) -> Result<String, Mis
     } else {
         format!("{state}\n")
     })
+}
+
+/// The family of the note the daemon sends when this listener fell behind.
+pub const LOST_FAMILY: &str = "lost";
+
+/// virsh's `--timestamp` prefix: the time in UTC to the millisecond with an explicit offset.
+const EVENT_TIME: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]+0000");
+
+/// `event`'s line, as virsh prints it: `event 'lifecycle' for domain 'alpha': Started Booted`
+/// for state and definition changes, `event 'reboot' for domain 'alpha'` for the others (with
+/// `: DETAIL` should the daemon give one). With `timestamp`, prefixed with the event's time as
+/// virsh `--timestamp` does: `2030-01-31 18:00:00.250+0000: `.
+pub fn event_line(event: &DomainEvent, timestamp: bool) -> String {
+    let mut out = String::new();
+    if timestamp {
+        let time = OffsetDateTime::from_unix_timestamp_nanos(i128::from(event.time_ms) * 1_000_000)
+            .ok()
+            .and_then(|t| t.format(EVENT_TIME).ok())
+            .unwrap_or_else(|| format!("@{}ms", event.time_ms));
+        let _ = write!(out, "{time}: ");
+    }
+    let _ = write!(
+        out,
+        "event '{}' for domain '{}'",
+        escape_cell(&event.family),
+        escape_cell(&event.domain)
+    );
+    let what: Vec<&str> = if event.family == "lifecycle" {
+        vec![event.event.as_str(), event.detail.as_str()]
+    } else {
+        vec![event.detail.as_str()]
+    };
+    let what: Vec<String> = what
+        .into_iter()
+        .filter(|w| !w.is_empty())
+        .map(escape_cell)
+        .collect();
+    if !what.is_empty() {
+        let _ = write!(out, ": {}", what.join(" "));
+    }
+    out.push('\n');
+    out
+}
+
+/// What `event` says when the daemon reports `lost` events dropped for this listener.
+pub fn events_lost_text(lost: u64) -> String {
+    format!("{lost} events were lost: this listener fell behind the daemon")
+}
+
+/// One line of `event --json`; the field names are a stable interface. An event of family
+/// `"lost"` is a note that `lost` events were dropped because the listener fell behind; its
+/// domain, uuid, event and detail are empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventJson {
+    /// RFC 3339 in UTC with milliseconds.
+    pub time: String,
+    pub time_ms: i64,
+    pub domain: String,
+    pub uuid: String,
+    /// `"lifecycle"`, `"reboot"`, `"reset"`, or `"lost"`.
+    pub family: String,
+    /// `"Defined"`, `"Undefined"`, `"Started"`, `"Suspended"`, `"Resumed"`, `"Stopped"`,
+    /// `"Reboot"`, `"Reset"`.
+    pub event: String,
+    /// virsh's detail: `"Booted"`, `"Paused"`, `"Destroyed"`, ...; may be empty.
+    pub detail: String,
+    /// Events dropped just before this one (family `"lost"` only; 0 otherwise).
+    pub lost: u64,
+}
+
+impl From<&DomainEvent> for EventJson {
+    fn from(e: &DomainEvent) -> Self {
+        EventJson {
+            time: rfc3339_millis(e.time_ms),
+            time_ms: e.time_ms,
+            domain: e.domain.clone(),
+            uuid: e.uuid.clone(),
+            family: e.family.clone(),
+            event: e.event.clone(),
+            detail: e.detail.clone(),
+            lost: e.lost,
+        }
+    }
+}
+
+/// `event --json`: one compact [`EventJson`] object and a newline.
+pub fn event_json(event: &DomainEvent) -> Result<String, serde_json::Error> {
+    let mut text = serde_json::to_string(&EventJson::from(event))?;
+    text.push('\n');
+    Ok(text)
 }
 
 #[cfg(test)]

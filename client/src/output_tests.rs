@@ -1,4 +1,5 @@
-//! Tests of `output`: table widths, `-` ids, the dominfo layout, and the JSON field names.
+//! Tests of `output`: table widths, `-` ids, the dominfo layout, event lines, and the JSON
+//! field names.
 
 use super::*;
 use vmgate_proto::v1::Display;
@@ -226,5 +227,99 @@ fn domstate_with_and_without_reason() {
     assert_eq!(
         domstate_text(&i, true).expect("summary"),
         "running (unknown)\n"
+    );
+}
+
+fn event(family: &str, event: &str, detail: &str) -> DomainEvent {
+    DomainEvent {
+        time_ms: 1_738_346_400_250,
+        domain: "alpha".to_owned(),
+        uuid: "00000000-0000-4000-8000-000000000001".to_owned(),
+        family: family.to_owned(),
+        event: event.to_owned(),
+        detail: detail.to_owned(),
+        lost: 0,
+    }
+}
+
+#[test]
+fn event_lines_as_virsh_prints_them() {
+    assert_eq!(
+        event_line(&event("lifecycle", "Started", "Booted"), false),
+        "event 'lifecycle' for domain 'alpha': Started Booted\n"
+    );
+    assert_eq!(
+        event_line(&event("lifecycle", "Stopped", "Destroyed"), false),
+        "event 'lifecycle' for domain 'alpha': Stopped Destroyed\n"
+    );
+    assert_eq!(
+        event_line(&event("reboot", "Reboot", ""), false),
+        "event 'reboot' for domain 'alpha'\n"
+    );
+    assert_eq!(
+        event_line(&event("reset", "Reset", ""), false),
+        "event 'reset' for domain 'alpha'\n"
+    );
+    assert_eq!(
+        event_line(&event("lifecycle", "Defined", ""), false),
+        "event 'lifecycle' for domain 'alpha': Defined\n",
+        "no trailing space without a detail"
+    );
+}
+
+#[test]
+fn event_lines_with_virsh_timestamps() {
+    assert_eq!(
+        event_line(&event("lifecycle", "Suspended", "Paused"), true),
+        "2025-01-31 18:00:00.250+0000: event 'lifecycle' for domain 'alpha': Suspended Paused\n"
+    );
+}
+
+#[test]
+fn event_lines_escape_control_characters() {
+    let mut e = event("lifecycle", "Stopped", "Crashed\x1b[2J");
+    e.domain = "evil\n".to_owned();
+    assert_eq!(
+        event_line(&e, false),
+        "event 'lifecycle' for domain 'evil\\x0a': Stopped Crashed\\x1b[2J\n"
+    );
+}
+
+#[test]
+fn event_json_is_one_line_with_stable_fields() {
+    let text = event_json(&event("lifecycle", "Resumed", "Unpaused")).expect("json");
+    assert!(text.ends_with('\n') && text.lines().count() == 1, "{text}");
+    let value: serde_json::Value = serde_json::from_str(&text).expect("parses");
+    assert_eq!(
+        value,
+        serde_json::json!({
+            "time": "2025-01-31T18:00:00.250Z",
+            "time_ms": 1_738_346_400_250i64,
+            "domain": "alpha",
+            "uuid": "00000000-0000-4000-8000-000000000001",
+            "family": "lifecycle",
+            "event": "Resumed",
+            "detail": "Unpaused",
+            "lost": 0,
+        })
+    );
+}
+
+#[test]
+fn lost_events_in_json_and_text() {
+    let note = DomainEvent {
+        time_ms: 0,
+        family: LOST_FAMILY.to_owned(),
+        lost: 7,
+        ..DomainEvent::default()
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&event_json(&note).expect("json")).expect("parses");
+    assert_eq!(value["family"], "lost");
+    assert_eq!(value["lost"], 7);
+    assert_eq!(value["domain"], "");
+    assert_eq!(
+        events_lost_text(7),
+        "7 events were lost: this listener fell behind the daemon"
     );
 }

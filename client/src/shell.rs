@@ -15,7 +15,7 @@ use rustyline::error::ReadlineError;
 use tokio::runtime::Runtime;
 use vmgate::script::split_line;
 
-use crate::commands::{self, Command};
+use crate::commands::{self, Command, Live};
 use crate::session::Session;
 
 // One line of the shell or of stdin: a command without the program name. The doc comment
@@ -172,7 +172,7 @@ fn execute(rt: &Runtime, session: &mut Session, command: Command) -> Outcome {
     if matches!(command, Command::Quit) {
         return Outcome::Quit;
     }
-    match rt.block_on(commands::run(command, session)) {
+    match rt.block_on(commands::run(command, session, &mut Terminal)) {
         Ok(text) => {
             emit(&text);
             Outcome::Ok
@@ -181,6 +181,21 @@ fn execute(rt: &Runtime, session: &mut Session, command: Command) -> Outcome {
             eprintln!("error: {e}");
             Outcome::Failed
         }
+    }
+}
+
+/// stdout and stderr, for the commands that print as they go.
+struct Terminal;
+
+impl Live for Terminal {
+    fn line(&mut self, text: &str) -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())?;
+        out.flush()
+    }
+
+    fn note(&mut self, text: &str) {
+        eprintln!("warning: {text}");
     }
 }
 
@@ -284,6 +299,33 @@ mod tests {
             Ok(Command::Audit(_))
         ));
         assert!(matches!(parse(&["audit"]), Ok(Command::Audit(_))));
+    }
+
+    #[test]
+    fn event_parses_as_virsh_spells_it() {
+        for line in [
+            &["event"][..],
+            &["event", "--all", "--loop"],
+            &[
+                "event",
+                "--domain",
+                "a",
+                "--event",
+                "lifecycle",
+                "--timeout",
+                "5",
+            ],
+            &["event", "--loop", "--json"],
+            &["event", "--timestamp"],
+            &["event", "--list"],
+        ] {
+            assert!(matches!(parse(line), Ok(Command::Event(_))), "{line:?}");
+        }
+        assert!(parse(&["event", "--event", "lost"]).is_err());
+        assert!(parse(&["event", "--event", "reboot", "--all"]).is_err());
+        assert!(parse(&["event", "--timeout", "0"]).is_err());
+        assert!(parse(&["event", "--timestamp", "--json"]).is_err());
+        assert!(parse(&["event", "--list", "--loop"]).is_err());
     }
 
     #[test]

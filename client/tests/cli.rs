@@ -239,3 +239,83 @@ async fn uri_needs_no_daemon() {
         "error: path /session is not served; vmgate serves qemu:///system and test:///default\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn event_prints_the_first_event_as_virsh_does() {
+    let fake = Fake::start("test").await;
+    assert_eq!(
+        ok(&fake, &["event"]).await,
+        "event 'lifecycle' for domain 'alpha': Started Booted\nevents received: 1\n"
+    );
+    assert_eq!(
+        ok(&fake, &["event", "--all", "--timestamp"]).await,
+        "2025-01-31 18:00:00.250+0000: event 'lifecycle' for domain 'alpha': Started Booted\n\
+         events received: 1\n"
+    );
+    let json = ok(&fake, &["event", "--json"]).await;
+    let value: serde_json::Value = serde_json::from_str(&json).expect("one JSON object");
+    assert_eq!(value["event"], "Started");
+    assert_eq!(value["uuid"], ALPHA_UUID);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn event_sends_its_filters() {
+    let fake = Fake::start("test").await;
+    ok(&fake, &["event", "--domain", "beta", "--event", "reboot"]).await;
+    ok(&fake, &["event"]).await;
+    let requests = fake.event_requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        requests[0].domain.as_ref().map(|d| d.key.as_str()),
+        Some("beta")
+    );
+    assert_eq!(requests[0].family, "reboot");
+    assert_eq!(requests[1].domain, None);
+    assert_eq!(requests[1].family, "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn event_loop_reports_lost_events_and_a_stream_that_ends() {
+    let fake = Fake::start("test").await;
+    let run = vmgate(&fake.uri("test"), &["event", "--loop"], None).await;
+    assert!(!run.ok, "the daemon ending the stream is a failure");
+    assert_eq!(
+        run.stdout,
+        "event 'lifecycle' for domain 'alpha': Started Booted\n\
+         event 'lifecycle' for domain 'alpha': Stopped Destroyed\n"
+    );
+    assert_eq!(
+        run.stderr,
+        "warning: 3 events were lost: this listener fell behind the daemon\n\
+         error: vmgated ended the event stream\n"
+    );
+    let run = vmgate(&fake.uri("test"), &["event", "--loop", "--json"], None).await;
+    let lines: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{}", run.stdout);
+    assert_eq!(
+        (lines[1]["family"].as_str(), lines[1]["lost"].as_u64()),
+        (Some("lost"), Some(3))
+    );
+    assert_eq!(run.stderr, "error: vmgated ended the event stream\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn event_errors_and_the_list_of_families() {
+    let fake = Fake::start("test").await;
+    let run = vmgate(&fake.uri("test"), &["event", "--domain", "nosuch"], None).await;
+    assert!(!run.ok);
+    assert_eq!(
+        run.stderr,
+        "error: domain 'nosuch' not found; list them with vmgate list --all\n"
+    );
+    assert_eq!(run.stdout, "");
+    assert_eq!(
+        ok(&fake, &["event", "--list"]).await,
+        "lifecycle\nreboot\nreset\n"
+    );
+    assert_eq!(fake.handshakes(), 1, "--list needs no daemon");
+}

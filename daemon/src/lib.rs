@@ -12,7 +12,7 @@
 //! - `core`: the `Manager`: domain definitions, the state machine with its guards, and the
 //!   lifecycle operations. Never sees tonic.
 //! - `store`: sqlx over SQLite (PostgreSQL later); the only module with SQL.
-//! - `driver`: the `Driver`/`Guest` traits and the drivers (`test` now, `qemu` later).
+//! - `driver`: the `Driver`/`Guest` traits and the drivers (`qemu`, `test`).
 //! - `vnc`: consoles; `vnc::rfb` is the pure RFB wire code.
 //! - `tls`: rustls server configurations from PEM files, client certificate checks.
 //! - `reload`: the registry of TLS configurations that SIGHUP and `Admin.ReloadTls` reload.
@@ -37,7 +37,7 @@ use vmgate_config::{Config, DriverKind, Supported};
 use crate::{
     auth::users::UserDb,
     core::{Manager, ManagerOptions, audit::AuditLog},
-    driver::{Driver, test::TestDriver},
+    driver::{Driver, qemu::QemuDriver, test::TestDriver},
     rpc::{
         listen::{self, SocketSpec},
         tls_listen,
@@ -51,6 +51,8 @@ pub use shutdown::Shutdown;
 pub fn supported() -> Supported {
     Supported {
         test_driver: true,
+        qemu_driver: true,
+        qemu_run_as: true,
         listen_tls: true,
         vnc_password: true,
         vnc_unix_socket: true,
@@ -81,8 +83,8 @@ pub enum DaemonError {
     ApiTls(tls::TlsError),
     #[error("API SASL: {0}")]
     Sasl(String),
-    #[error("The {0} driver is not available in this build; set [daemon] driver = \"test\"")]
-    DriverUnavailable(&'static str),
+    #[error("qemu driver: {0}")]
+    QemuDriver(String),
 }
 
 /// Runs the daemon until `shutdown` is triggered.
@@ -117,7 +119,9 @@ pub async fn run_with(
     let store = store::Store::open(&cfg.storage.effective_database_url(&daemon.state_dir)).await?;
     let driver: Arc<dyn Driver> = match daemon.driver {
         DriverKind::Test => Arc::new(TestDriver),
-        DriverKind::Qemu => return Err(DaemonError::DriverUnavailable("qemu")),
+        DriverKind::Qemu => Arc::new(
+            QemuDriver::new(&cfg, shutdown.child_token()).map_err(DaemonError::QemuDriver)?,
+        ),
     };
     let audit = AuditLog::start(store.clone(), cfg.vnc.audit_max_age_days, &shutdown);
     let users = Arc::new(UserDb::new(store.users().await?));
@@ -132,6 +136,7 @@ pub async fn run_with(
         users: users.clone(),
     };
     let manager = Arc::new(Manager::load(store.clone(), driver, options, shutdown.clone()).await?);
+    manager.reattach_guests().await?;
 
     // Bind only now that everything behind the sockets is ready; TLS first, so that it
     // is up once the UNIX sockets answer.

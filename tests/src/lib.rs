@@ -6,6 +6,8 @@
 pub mod bench;
 pub mod bins;
 pub mod console;
+pub mod events;
+pub mod guest_image;
 pub mod peer;
 pub mod pki;
 pub mod vnc;
@@ -32,6 +34,7 @@ pub const DAEMON_DEADLINE: Duration = Duration::from_secs(30);
 pub struct TestDaemon {
     dir: TempDir,
     child: Option<Child>,
+    driver: &'static str,
     extra_config: String,
 }
 
@@ -44,6 +47,18 @@ impl TestDaemon {
     /// A daemon whose config has `extra` appended to its `[daemon]` section; `extra` may
     /// open further sections (`[vnc]` ...) after its daemon keys.
     pub fn start_with(extra: &str) -> TestDaemon {
+        Self::start_driver("test", extra)
+    }
+
+    /// A daemon with the qemu driver (real QEMU guests), `extra` as in [`start_with`].
+    /// Dropping it also kills the guests it leaves running, as the daemon does not.
+    ///
+    /// [`start_with`]: TestDaemon::start_with
+    pub fn start_qemu(extra: &str) -> TestDaemon {
+        Self::start_driver("qemu", extra)
+    }
+
+    fn start_driver(driver: &'static str, extra: &str) -> TestDaemon {
         let dir = tempfile::Builder::new()
             .prefix("vmg")
             .tempdir()
@@ -51,6 +66,7 @@ impl TestDaemon {
         let mut daemon = TestDaemon {
             dir,
             child: None,
+            driver,
             extra_config: extra.to_owned(),
         };
         daemon.write_config();
@@ -84,7 +100,32 @@ impl TestDaemon {
 
     /// The URI of the rw socket.
     pub fn uri(&self) -> String {
-        format!("test+unix:///default?socket={}", self.rw_socket().display())
+        let (scheme, path) = match self.driver {
+            "qemu" => ("qemu", "system"),
+            _ => ("test", "default"),
+        };
+        format!(
+            "{scheme}+unix:///{path}?socket={}",
+            self.rw_socket().display()
+        )
+    }
+
+    /// The run directory of a QEMU guest (its QMP and VNC sockets and pidfile).
+    pub fn qemu_run_dir(&self, guest: &str) -> PathBuf {
+        self.sock_dir().join("qemu").join(guest)
+    }
+
+    /// The pids of the QEMU processes whose pidfiles are under this daemon's directory and
+    /// which still run.
+    pub fn qemu_pids(&self) -> Vec<u32> {
+        let dirs = fs::read_dir(self.sock_dir().join("qemu"));
+        dirs.into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|e| fs::read_to_string(e.path().join("qemu.pid")).ok())
+            .filter_map(|text| text.trim().parse().ok())
+            .filter(|&pid| is_qemu(pid))
+            .collect()
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -93,7 +134,8 @@ impl TestDaemon {
 
     fn write_config(&self) {
         let text = format!(
-            "[daemon]\ndriver = \"test\"\nstate_dir = \"{}\"\nunix_sock_dir = \"{}\"\n{}\n",
+            "[daemon]\ndriver = \"{}\"\nstate_dir = \"{}\"\nunix_sock_dir = \"{}\"\n{}\n",
+            self.driver,
             self.dir().join("state").display(),
             self.sock_dir().display(),
             self.extra_config
@@ -223,7 +265,28 @@ impl Drop for TestDaemon {
             let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
             let _ = child.wait();
         }
+        // QEMU guests run in their own process groups and outlive the daemon.
+        let guests = self.qemu_pids();
+        for &pid in &guests {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+        let deadline = Instant::now() + DAEMON_DEADLINE;
+        while guests.iter().any(|&pid| is_qemu(pid)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
+}
+
+/// Whether `pid` is a live (not zombie) QEMU process.
+pub fn is_qemu(pid: u32) -> bool {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let alive = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|state| state != "Z");
+    alive
+        && fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|cmd| cmd.windows(4).any(|w| w == b"qemu"))
 }
 
 /// What a CLI run printed and how it ended.

@@ -78,10 +78,15 @@ pub async fn shutdown(session: &mut Session, args: &ShutdownArgs) -> Result<Stri
         force: args.force,
     };
     let info = conn.domain.shutdown(request).await?.into_inner();
-    let outcome = if args.wait {
-        "has been shut down"
-    } else {
-        "is being shutdown"
+    let outcome = match (args.wait, info.state_reason.as_str()) {
+        (false, _) => "is being shutdown".to_string(),
+        (true, "destroyed") => {
+            let after = args
+                .timeout
+                .map_or("the timeout".to_string(), |secs| format!("{secs} s"));
+            format!("did not power off within {after} and was destroyed")
+        }
+        (true, _) => "has been shut down".to_string(),
     };
     Ok(format!("Domain '{}' {outcome}\n", summary(&info)?.name))
 }

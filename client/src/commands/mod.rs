@@ -1,7 +1,8 @@
 //! The commands, one file each (the near-identical lifecycle verbs share `lifecycle.rs`), and
 //! the clap `Command` enum that names them. Each command takes its parsed arguments and the
 //! session, and returns the text to print; it never prints itself, so the shell decides where
-//! output and errors go.
+//! output and errors go. A command that prints as it goes (`event`) writes through the
+//! shell's [`Live`] instead.
 
 mod admin;
 mod audit;
@@ -14,6 +15,7 @@ mod domdisplay;
 mod dominfo;
 mod domstate;
 mod dumpconf;
+mod event;
 mod lifecycle;
 mod list;
 mod lookup;
@@ -67,6 +69,8 @@ pub enum Command {
     Dumpconf(dumpconf::DumpconfArgs),
     /// Set whether a domain starts when vmgated starts
     Autostart(autostart::AutostartArgs),
+    /// Print domain events as they happen (the first one, or all with --loop)
+    Event(event::EventArgs),
     /// Show a running domain's VNC display (HOST:DISPLAY, or the socket path)
     Vncdisplay(DomainArg),
     /// Show a running domain's console as a URI (vnc://HOST:DISPLAY)
@@ -104,8 +108,21 @@ pub struct DomainArg {
     pub domain: String,
 }
 
-/// Runs one command and returns what it prints.
-pub async fn run(command: Command, session: &mut Session) -> Result<String, ClientError> {
+/// Where a command that prints as it goes (`event`) writes, provided by the shell.
+pub trait Live {
+    /// Writes `text` to the output and flushes it, so a pipe sees it at once.
+    fn line(&mut self, text: &str) -> std::io::Result<()>;
+    /// Shows a warning that is not part of the output.
+    fn note(&mut self, text: &str);
+}
+
+/// Runs one command and returns what it prints at its end; `live` takes what it prints as
+/// it goes.
+pub async fn run(
+    command: Command,
+    session: &mut Session,
+    live: &mut dyn Live,
+) -> Result<String, ClientError> {
     let (verb, target) = match command {
         Command::List(a) => return list::run(session, &a).await,
         Command::Define(a) => return define::run(session, &a).await,
@@ -117,6 +134,7 @@ pub async fn run(command: Command, session: &mut Session) -> Result<String, Clie
         Command::Domname(a) => return lookup::domname(session, &a).await,
         Command::Dumpconf(a) => return dumpconf::run(session, &a).await,
         Command::Autostart(a) => return autostart::run(session, &a).await,
+        Command::Event(a) => return event::run(session, &a, live).await,
         Command::Vncdisplay(a) => return vncdisplay::run(session, &a.domain).await,
         Command::Domdisplay(a) => return domdisplay::run(session, &a.domain).await,
         Command::ConsoleSessions(a) => return console_sessions::run(session, &a).await,

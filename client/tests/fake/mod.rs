@@ -38,6 +38,8 @@ struct State {
     passwords: Mutex<Vec<SetPasswordRequest>>,
     /// Each audit call: `Audit` or `DomainAudit`, and its request.
     audits: Mutex<Vec<(&'static str, AuditRequest)>>,
+    /// Each `Events` request.
+    event_requests: Mutex<Vec<EventsRequest>>,
 }
 
 /// A running fake daemon; it stops when dropped.
@@ -103,6 +105,7 @@ impl Fake {
             ]),
             passwords: Mutex::new(Vec::new()),
             audits: Mutex::new(Vec::new()),
+            event_requests: Mutex::new(Vec::new()),
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tonic::transport::Server::builder()
@@ -158,6 +161,11 @@ impl Fake {
     /// The audit calls received so far: method name and request.
     pub fn audits(&self) -> Vec<(&'static str, AuditRequest)> {
         self.state.audits.lock().expect("lock").clone()
+    }
+
+    /// The `Events` requests received so far.
+    pub fn event_requests(&self) -> Vec<EventsRequest> {
+        self.state.event_requests.lock().expect("lock").clone()
     }
 
     /// Stops serving and waits until the server has shut down.
@@ -252,8 +260,46 @@ fn set_state(d: &mut DomainSummary, id: u32, state: DomainState) {
     d.state = state.into();
 }
 
+/// The events `Events` sends for `d`: started, a note that 3 were lost, destroyed; then the
+/// stream ends, as it would not on a real daemon before it shuts down.
+fn scripted_events(d: &DomainSummary) -> Vec<Result<DomainEvent, Status>> {
+    let event = |event: &str, detail: &str| DomainEvent {
+        time_ms: SINCE * 1000 + 250,
+        domain: d.name.clone(),
+        uuid: d.uuid.clone(),
+        family: "lifecycle".into(),
+        event: event.into(),
+        detail: detail.into(),
+        lost: 0,
+    };
+    let lost = DomainEvent {
+        time_ms: SINCE * 1000 + 500,
+        family: "lost".into(),
+        lost: 3,
+        ..DomainEvent::default()
+    };
+    vec![
+        Ok(event("Started", "Booted")),
+        Ok(lost),
+        Ok(event("Stopped", "Destroyed")),
+    ]
+}
+
 #[tonic::async_trait]
 impl Domain for FakeDomain {
+    type EventsStream = tokio_stream::Iter<std::vec::IntoIter<Result<DomainEvent, Status>>>;
+
+    async fn events(
+        &self,
+        r: Request<EventsRequest>,
+    ) -> Result<Response<Self::EventsStream>, Status> {
+        let r = r.into_inner();
+        let key = r.domain.as_ref().map_or("alpha", |d| d.key.as_str());
+        let d = self.find(key)?;
+        self.0.event_requests.lock().expect("lock").push(r);
+        Ok(Response::new(tokio_stream::iter(scripted_events(&d))))
+    }
+
     async fn define(&self, r: Request<DefineRequest>) -> Result<Response<DefineReply>, Status> {
         let r = r.into_inner();
         let name = r

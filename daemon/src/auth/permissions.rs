@@ -98,6 +98,11 @@ const TABLE: &[(&str, Permission)] = &[
         "/vmgate.v1.Domain/List",
         Permission::new(Connect, SearchDomains),
     ),
+    // Every domain's events, as List shows every domain.
+    (
+        "/vmgate.v1.Domain/Events",
+        Permission::new(Connect, SearchDomains),
+    ),
     ("/vmgate.v1.Domain/Lookup", Permission::new(Domain, Getattr)),
     ("/vmgate.v1.Domain/Info", Permission::new(Domain, Read)),
     (
@@ -194,6 +199,11 @@ mod tests {
     fn read_only_socket_gets_only_read_permissions() {
         assert!(permission_for("/vmgate.v1.Domain/List").is_some_and(|p| p.is_read_only()));
         assert!(permission_for("/vmgate.v1.Domain/Info").is_some_and(|p| p.is_read_only()));
+        assert_eq!(
+            permission_for("/vmgate.v1.Domain/Events"),
+            permission_for("/vmgate.v1.Domain/List"),
+            "events need what list needs"
+        );
         for write in [
             "Start",
             "Define",

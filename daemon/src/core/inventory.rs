@@ -13,6 +13,7 @@ use std::{
     time::Duration,
 };
 
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use vmgate_config::domain::{DomainDef, check_socket_path};
@@ -20,6 +21,7 @@ use vmgate_config::domain::{DomainDef, check_socket_path};
 use super::{
     CoreError,
     audit::AuditLog,
+    events::{DomainEvent, EventBus, EventKind},
     state::{DomainState, Operation, StateReason},
 };
 use crate::{
@@ -78,6 +80,7 @@ pub struct Manager {
     pub(super) options: ManagerOptions,
     pub(super) next_id: AtomicU32,
     pub(super) shutdown: Shutdown,
+    pub(super) events: EventBus,
 }
 
 #[derive(Default)]
@@ -145,7 +148,10 @@ impl Slot {
             state: d.state,
             reason: d.reason,
             autostart: d.autostart,
-            memory_mib: def.memory_mib,
+            memory_mib: d
+                .run
+                .as_ref()
+                .map_or(def.memory_mib, |run| run.guest.memory_mib()),
             vcpus: def.vcpus,
             cpu_time: d
                 .run
@@ -208,7 +214,13 @@ impl Manager {
             options,
             next_id: AtomicU32::new(1),
             shutdown,
+            events: EventBus::default(),
         })
+    }
+
+    /// Every domain event from now on (`vmgate event`).
+    pub fn subscribe_events(&self) -> broadcast::Receiver<DomainEvent> {
+        self.events.subscribe()
     }
 
     pub fn driver_name(&self) -> &'static str {
@@ -300,7 +312,10 @@ impl Manager {
                     .await?;
                 let slot = self.resolve(&def.name)?;
                 slot.data().def = def;
-                Ok((slot.view(), false))
+                let view = slot.view();
+                self.events
+                    .publish(&view.name, view.uuid, EventKind::Defined, "Updated");
+                Ok((view, false))
             }
             (Some(existing), _) => Err(CoreError::NameTaken {
                 name: def.name,
@@ -316,8 +331,11 @@ impl Manager {
                 self.store.upsert_domain(&record(uuid, &def, false)).await?;
                 let slot = Arc::new(Slot::new(uuid, def.clone(), false, Vec::new()));
                 let mut inv = self.inventory_mut();
-                inv.by_name.insert(def.name, uuid);
+                inv.by_name.insert(def.name.clone(), uuid);
                 inv.by_uuid.insert(uuid, slot.clone());
+                drop(inv);
+                self.events
+                    .publish(&def.name, uuid, EventKind::Defined, "Added");
                 Ok((slot.view(), true))
             }
         }
@@ -334,6 +352,9 @@ impl Manager {
         let mut inv = self.inventory_mut();
         inv.by_name.remove(&view.name);
         inv.by_uuid.remove(&slot.uuid);
+        drop(inv);
+        self.events
+            .publish(&view.name, view.uuid, EventKind::Undefined, "Removed");
         Ok(view)
     }
 

@@ -6,18 +6,19 @@
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{
     CoreError, DomainView, Manager,
+    events::{EventBus, EventKind},
     inventory::{Run, Slot},
     state::{DomainState, Operation, StateReason},
 };
 use crate::{
-    driver::{Guest, GuestStatus, StopCause},
-    store::StoredRule,
-    vnc::gateway::Gateway,
+    driver::{Guest, GuestNotice, GuestStatus, StopCause},
+    store::{RunRecord, Store, StoredRule},
+    vnc::gateway::{ConsoleAddress, Gateway},
 };
 use vmgate_config::domain::DomainDef;
 
@@ -53,31 +54,116 @@ pub struct ShutdownWait {
     pub force: bool,
 }
 
+/// Whether a run may go on without its console (a re-attached guest, already running) or
+/// not (a guest being started, which is stopped again instead).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ConsoleNeed {
+    Required,
+    BestEffort,
+}
+
+/// Tells the world what happened to a domain: events, and the run record's end.
+struct Reporter {
+    store: Store,
+    events: EventBus,
+}
+
+impl Reporter {
+    /// Publishes what `apply` changed, and forgets the run when it ended.
+    async fn applied(&self, slot: &Slot, transition: Option<Transition>) {
+        let Some(t) = transition else { return };
+        let name = slot.data().def.name.clone();
+        self.events.publish(&name, slot.uuid, t.kind, t.detail);
+        if t.ended
+            && let Err(e) = self.store.delete_run(slot.uuid).await
+        {
+            tracing::warn!(domain = %name, "cannot delete the run record: {e}");
+        }
+    }
+
+    fn noticed(&self, slot: &Slot, notice: GuestNotice) {
+        let (kind, detail) = match notice {
+            GuestNotice::Rebooted => (EventKind::Reboot, ""),
+            GuestNotice::Reset => (EventKind::Reset, ""),
+        };
+        let name = slot.data().def.name.clone();
+        self.events.publish(&name, slot.uuid, kind, detail);
+    }
+}
+
+/// A state change [`Slot::apply`] made, as the event it is.
+pub(super) struct Transition {
+    pub(super) kind: EventKind,
+    pub(super) detail: &'static str,
+    /// The run ended: its record goes.
+    pub(super) ended: bool,
+}
+
 impl Slot {
-    /// Applies a status the guest of run `run_id` reported. Stale reports (from a run that
-    /// has since ended) are ignored, so the watcher and the operation can both apply one.
-    fn apply(&self, run_id: u32, status: GuestStatus) {
+    /// Applies a status the guest of run `run_id` reported, and returns the change it made.
+    /// Stale reports (from a run that has since ended) and repeats change nothing, so the
+    /// watcher and the operation can both apply one.
+    pub(super) fn apply(&self, run_id: u32, status: GuestStatus) -> Option<Transition> {
         let mut d = self.data();
         if d.run.as_ref().map(|r| r.id) != Some(run_id) {
-            return;
+            return None;
         }
-        match status {
-            GuestStatus::Running => d.state = DomainState::Running,
-            GuestStatus::Paused => d.state = DomainState::Paused,
+        let (state, reason, kind, detail) = match status {
+            GuestStatus::Running => (
+                DomainState::Running,
+                StateReason::Unpaused,
+                EventKind::Resumed,
+                "Unpaused",
+            ),
+            GuestStatus::Paused => (
+                DomainState::Paused,
+                StateReason::User,
+                EventKind::Suspended,
+                "Paused",
+            ),
             GuestStatus::Stopped(cause) => {
                 if let Some(run) = d.run.take() {
                     run.watcher.cancel();
                 }
                 d.state = DomainState::ShutOff;
-                d.reason = match cause {
-                    StopCause::Shutdown => StateReason::Shutdown,
-                    StopCause::Destroyed => StateReason::Destroyed,
-                    StopCause::Crashed => StateReason::Crashed,
-                    StopCause::DaemonStopped => StateReason::DaemonStopped,
-                };
+                d.reason = stop_reason(cause);
                 tracing::info!(domain = %d.def.name, reason = d.reason.as_str(), "domain stopped");
+                return Some(Transition {
+                    kind: EventKind::Stopped,
+                    detail: stop_detail(cause),
+                    ended: true,
+                });
             }
+        };
+        if d.state == state {
+            return None;
         }
+        d.state = state;
+        d.reason = reason;
+        Some(Transition {
+            kind,
+            detail,
+            ended: false,
+        })
+    }
+}
+
+pub(super) fn stop_reason(cause: StopCause) -> StateReason {
+    match cause {
+        StopCause::Shutdown => StateReason::Shutdown,
+        StopCause::Destroyed => StateReason::Destroyed,
+        StopCause::Crashed => StateReason::Crashed,
+        StopCause::DaemonStopped => StateReason::DaemonStopped,
+    }
+}
+
+/// virsh's detail of a Stopped event.
+pub(super) fn stop_detail(cause: StopCause) -> &'static str {
+    match cause {
+        StopCause::Shutdown => "Shutdown",
+        StopCause::Destroyed => "Destroyed",
+        StopCause::Crashed => "Crashed",
+        StopCause::DaemonStopped => "Daemon stopped",
     }
 }
 
@@ -95,19 +181,53 @@ impl Manager {
                 name: def.name.clone(),
                 error,
             })?;
-        let rules = slot.data().acl.clone();
-        let gateway = match self.open_console(&def, &rules, guest.as_ref()).await {
-            Ok(gateway) => gateway,
-            Err(e) => {
-                let _ = guest.destroy().await;
-                return Err(e);
-            }
-        };
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let installed = self
+            .install_run(&slot, id, guest.clone(), def, ConsoleNeed::Required)
+            .await;
+        if let Err(e) = installed {
+            let _ = guest.destroy().await;
+            return Err(e);
+        }
+        self.remember_run(&slot).await;
+        tracing::info!(domain = %key, id, "domain started");
+        self.events.publish(
+            &slot.data().def.name,
+            slot.uuid,
+            EventKind::Started,
+            "Booted",
+        );
+        Ok(slot.view())
+    }
+
+    /// Opens the console of a running guest and makes it the slot's run, with the status
+    /// the guest reports, followed from then on.
+    pub(super) async fn install_run(
+        &self,
+        slot: &Arc<Slot>,
+        id: u32,
+        guest: Arc<dyn Guest>,
+        def: DomainDef,
+        console: ConsoleNeed,
+    ) -> Result<(), CoreError> {
+        let rules = slot.data().acl.clone();
+        let gateway = match self.open_console(&def, &rules, guest.as_ref()).await {
+            Ok(gateway) => gateway,
+            Err(e) if console == ConsoleNeed::BestEffort => {
+                tracing::error!(domain = %def.name, "running without a console: {e}");
+                None
+            }
+            Err(e) => return Err(e),
+        };
         let watcher = self.shutdown.child_token();
         let status = guest.status();
+        let notices = guest.notices();
+        let (state, reason) = match *status.borrow() {
+            GuestStatus::Paused => (DomainState::Paused, StateReason::User),
+            _ => (DomainState::Running, StateReason::Booted),
+        };
         {
             let mut d = slot.data();
             d.run = Some(Run {
@@ -117,12 +237,45 @@ impl Manager {
                 gateway,
                 watcher: watcher.clone(),
             });
-            d.state = DomainState::Running;
-            d.reason = StateReason::Booted;
+            d.state = state;
+            d.reason = reason;
         }
-        self.follow(slot.clone(), id, status, watcher);
-        tracing::info!(domain = %key, id, "domain started");
-        Ok(slot.view())
+        self.follow(slot.clone(), id, status, notices, watcher);
+        Ok(())
+    }
+
+    /// Records the slot's run for a daemon that restarts under it: its id, and the
+    /// definition it runs with, the console's port pinned so that the console comes back
+    /// where clients know it. Without the record a restarted daemon still finds the guest
+    /// (it asks the driver about every domain), but gives it a new id and port.
+    pub(super) async fn remember_run(&self, slot: &Slot) {
+        let record = {
+            let d = slot.data();
+            let Some(run) = d.run.as_ref() else { return };
+            let mut def = run.def.clone();
+            let address = run.gateway.as_ref().map(|g| g.address());
+            if let (Some(graphics), Some(ConsoleAddress::Tcp(addr))) =
+                (def.graphics.as_mut(), address)
+            {
+                graphics.port = Some(addr.port());
+                graphics.autoport = Some(false);
+            }
+            RunRecord {
+                domain_uuid: slot.uuid,
+                id: run.id,
+                definition: def.to_toml(true),
+            }
+        };
+        if let Err(e) = self.store.record_run(&record).await {
+            tracing::warn!(uuid = %slot.uuid, "cannot record the run; a restarted daemon gives it a new id: {e}");
+        }
+    }
+
+    fn reporter(&self) -> Reporter {
+        Reporter {
+            store: self.store.clone(),
+            events: self.events.clone(),
+        }
     }
 
     /// Opens the console gateway of a guest with `[graphics]`.
@@ -226,29 +379,39 @@ impl Manager {
             GuestAction::Resume => guest.resume().await,
         };
         let status = guest.status();
-        slot.apply(id, *status.borrow());
+        let now = *status.borrow();
+        self.reporter().applied(slot, slot.apply(id, now)).await;
         result.map_err(|error| CoreError::Driver { name, error })?;
         Ok(status)
     }
 
-    /// Follows a run's status until it stops or the daemon shuts down.
+    /// Follows a run's status and notices until it stops or the daemon shuts down.
     fn follow(
         &self,
         slot: Arc<Slot>,
         id: u32,
         mut status: watch::Receiver<GuestStatus>,
+        mut notices: broadcast::Receiver<GuestNotice>,
         watcher: CancellationToken,
     ) {
+        let reporter = self.reporter();
         self.shutdown.spawn(async move {
+            let mut notices_open = true;
             loop {
                 tokio::select! {
                     _ = watcher.cancelled() => return,
+                    notice = notices.recv(), if notices_open => match notice {
+                        Ok(notice) => reporter.noticed(&slot, notice),
+                        Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        // The guest is going; its status says how.
+                        Err(broadcast::error::RecvError::Closed) => notices_open = false,
+                    },
                     changed = status.changed() => {
                         let now = match changed {
                             Ok(()) => *status.borrow_and_update(),
                             Err(_) => GuestStatus::Stopped(StopCause::Crashed),
                         };
-                        slot.apply(id, now);
+                        reporter.applied(&slot, slot.apply(id, now)).await;
                         if matches!(now, GuestStatus::Stopped(_)) {
                             return;
                         }
@@ -278,7 +441,8 @@ impl Manager {
             let run = slot.data().run.as_ref().map(|r| (r.id, r.guest.clone()));
             if let Some((id, guest)) = run {
                 let _ = guest.destroy().await;
-                slot.apply(id, GuestStatus::Stopped(StopCause::DaemonStopped));
+                let stopped = slot.apply(id, GuestStatus::Stopped(StopCause::DaemonStopped));
+                self.reporter().applied(&slot, stopped).await;
             }
         }
     }

@@ -6,8 +6,10 @@ pub mod access;
 pub mod audit;
 pub mod console;
 mod error;
+pub mod events;
 mod inventory;
 mod lifecycle;
+mod reattach;
 pub mod state;
 
 pub use error::CoreError;

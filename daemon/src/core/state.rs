@@ -88,7 +88,10 @@ pub enum StateReason {
     /// Never started in this daemon's life, or defined while off.
     Unknown,
     Booted,
+    /// Paused on request.
     User,
+    /// Resumed on request.
+    Unpaused,
     Shutdown,
     Destroyed,
     Crashed,
@@ -102,6 +105,7 @@ impl StateReason {
             StateReason::Unknown => "unknown",
             StateReason::Booted => "booted",
             StateReason::User => "user",
+            StateReason::Unpaused => "unpaused",
             StateReason::Shutdown => "shutdown",
             StateReason::Destroyed => "destroyed",
             StateReason::Crashed => "crashed",

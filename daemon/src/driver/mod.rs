@@ -12,7 +12,7 @@ use std::{io, sync::Arc, time::Duration};
 use async_trait::async_trait;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
-    sync::watch,
+    sync::{broadcast, watch},
 };
 use vmgate_config::domain::DomainDef;
 
@@ -37,6 +37,25 @@ pub enum GuestStatus {
     Stopped(StopCause),
 }
 
+/// Something a guest did that leaves its status as it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestNotice {
+    /// It rebooted: a guest-cooperative reboot completed, or the guest rebooted itself.
+    Rebooted,
+    /// It was reset on request (`reset`).
+    Reset,
+}
+
+/// What a starting daemon finds of a guest an earlier daemon ran.
+pub enum Reattach {
+    /// Nothing: the guest was not left running.
+    NotRunning,
+    /// Still running, now supervised again.
+    Running(Arc<dyn Guest>),
+    /// It stopped while no daemon watched; the text says how it was found.
+    Gone(StopCause, String),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
     #[error("{0}")]
@@ -57,6 +76,9 @@ pub trait Driver: Send + Sync + 'static {
     /// live inside the daemon and do not).
     fn guests_outlive_daemon(&self) -> bool;
     async fn start(&self, def: &DomainDef) -> Result<Arc<dyn Guest>, DriverError>;
+    /// Looks for the guest `def` (the definition it was started with) that an earlier
+    /// daemon left running, and supervises it again.
+    async fn reattach(&self, def: &DomainDef) -> Reattach;
 }
 
 /// A running guest. Every operation returns once the request is made; the effect shows in
@@ -64,6 +86,8 @@ pub trait Driver: Send + Sync + 'static {
 #[async_trait]
 pub trait Guest: Send + Sync + 'static {
     fn status(&self) -> watch::Receiver<GuestStatus>;
+    /// Reboots and resets from now on.
+    fn notices(&self) -> broadcast::Receiver<GuestNotice>;
     /// Guest-cooperative power off (ACPI power button).
     async fn shutdown(&self) -> Result<(), DriverError>;
     /// Hard stop.
@@ -76,6 +100,8 @@ pub trait Guest: Send + Sync + 'static {
     async fn resume(&self) -> Result<(), DriverError>;
     /// CPU time used by this run.
     fn cpu_time(&self) -> Duration;
+    /// The memory the guest has, in MiB, as its hypervisor reports it.
+    fn memory_mib(&self) -> u64;
     /// The guest's framebuffer, an RFB server without authentication that only the
     /// gateway reaches; None for a guest without graphics.
     fn console(&self) -> Option<Arc<dyn ConsoleBackend>>;

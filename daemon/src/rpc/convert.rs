@@ -1,5 +1,7 @@
 //! Conversions between wire messages and core types, validating on the way in.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use tonic::Status;
 use vmgate_proto::v1 as pb;
 
@@ -12,7 +14,10 @@ use vmgate_config::{
 };
 
 use crate::{
-    core::{DomainView, ListFilter, access::AclChange, console::SetPassword, state::DomainState},
+    core::{
+        DomainView, ListFilter, access::AclChange, console::SetPassword, events::DomainEvent,
+        state::DomainState,
+    },
     store::StoredRule,
     vnc::{audit::AuditRecord, gateway::ConsoleAddress, sessions::SessionInfo},
 };
@@ -22,6 +27,55 @@ pub fn domain_key(r: Option<&pb::DomainRef>) -> Result<&str, Status> {
     match r.map(|r| r.key.trim()) {
         Some(key) if !key.is_empty() => Ok(key),
         _ => Err(invalid("A domain name or UUID is required")),
+    }
+}
+
+/// The event families a listener may ask for, as `EventKind::family` names them.
+pub const EVENT_FAMILIES: &[&str] = &["lifecycle", "reboot", "reset"];
+
+/// The family an `EventsRequest` asks for: None for every family.
+pub fn event_family(family: &str) -> Result<Option<&'static str>, Status> {
+    if family.is_empty() {
+        return Ok(None);
+    }
+    match EVENT_FAMILIES.iter().find(|f| **f == family) {
+        Some(f) => Ok(Some(f)),
+        None => Err(invalid(format!(
+            "Unknown event family {family:?}: {}",
+            EVENT_FAMILIES.join(", ")
+        ))),
+    }
+}
+
+/// Milliseconds since the Unix epoch, negative before it.
+fn unix_ms(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
+    }
+}
+
+impl From<&DomainEvent> for pb::DomainEvent {
+    fn from(e: &DomainEvent) -> pb::DomainEvent {
+        pb::DomainEvent {
+            time_ms: unix_ms(e.time),
+            domain: e.domain.clone(),
+            uuid: e.uuid.to_string(),
+            family: e.kind.family().to_owned(),
+            event: e.kind.as_str().to_owned(),
+            detail: e.detail.clone(),
+            lost: 0,
+        }
+    }
+}
+
+/// The note a listener gets when it fell behind and `count` events were dropped for it.
+pub fn events_lost(count: u64) -> pb::DomainEvent {
+    pb::DomainEvent {
+        time_ms: unix_ms(SystemTime::now()),
+        family: "lost".to_owned(),
+        lost: count,
+        ..pb::DomainEvent::default()
     }
 }
 

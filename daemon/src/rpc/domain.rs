@@ -1,13 +1,21 @@
 //! The `Domain` service: each method converts its request, calls the core, and converts
 //! the answer back. Permissions were checked by the auth layer before any of this runs.
+//! `Events` hands its stream to the relay in `events`, which ends it at shutdown.
 
 use std::{sync::Arc, time::Duration};
 
 use tonic::{Request, Response, Status};
 use vmgate_proto::v1::{self as pb, domain_server::Domain};
 
-use super::{convert::domain_key, status::invalid};
-use crate::core::{GuestAction, Manager, ShutdownWait};
+use super::{
+    convert::{domain_key, event_family},
+    events::{self, EventFilter, EventStream},
+    status::invalid,
+};
+use crate::{
+    core::{GuestAction, Manager, ShutdownWait},
+    shutdown::Shutdown,
+};
 
 /// The largest definition `define` accepts; real ones are a few hundred bytes.
 const MAX_DEFINITION_BYTES: usize = 1 << 20;
@@ -17,6 +25,8 @@ const DEFAULT_SHUTDOWN_WAIT: Duration = Duration::from_secs(120);
 
 pub struct DomainService {
     pub manager: Arc<Manager>,
+    /// Ends the event streams when the daemon stops.
+    pub shutdown: Shutdown,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -31,6 +41,8 @@ impl DomainService {
 
 #[tonic::async_trait]
 impl Domain for DomainService {
+    type EventsStream = EventStream;
+
     async fn define(&self, req: Request<pb::DefineRequest>) -> Reply<pb::DefineReply> {
         let req = req.into_inner();
         if req.toml.len() > MAX_DEFINITION_BYTES {
@@ -139,5 +151,25 @@ impl Domain for DomainService {
             .manager
             .definition(domain_key(Some(req.get_ref()))?, true)?;
         Ok(Response::new(pb::Definition { toml }))
+    }
+
+    async fn events(&self, req: Request<pb::EventsRequest>) -> Reply<Self::EventsStream> {
+        // Subscribed before the lookup, so nothing published once the domain is found is
+        // missed; the client sees the stream open only after both.
+        let receiver = self.manager.subscribe_events();
+        let req = req.get_ref();
+        let uuid = match &req.domain {
+            Some(domain) => Some(self.manager.lookup(domain_key(Some(domain))?)?.uuid),
+            None => None,
+        };
+        let filter = EventFilter {
+            uuid,
+            family: event_family(&req.family)?,
+        };
+        Ok(Response::new(events::stream(
+            receiver,
+            filter,
+            &self.shutdown,
+        )))
     }
 }

@@ -1,8 +1,9 @@
 //! Transport only: the listeners (UNIX sockets in `listen`, TLS in `tls_listen`, plain
 //! TCP in `tcp_listen`, all yielding `conn::ApiConn`s to one gRPC server, which marks the
-//! connections that must log in with SASL first), one file per gRPC service, the error ->
-//! status mapping and the wire conversions. Nothing here touches the store, the driver or
-//! the filesystem beyond the sockets themselves (TLS files are read by `tls`).
+//! connections that must log in with SASL first), one file per gRPC service (with the
+//! event relay behind `Domain.Events` in `events`), the error -> status mapping and the
+//! wire conversions. Nothing here touches the store, the driver or the filesystem beyond
+//! the sockets themselves (TLS files are read by `tls`).
 
 mod admin;
 mod auth;
@@ -10,6 +11,7 @@ pub mod conn;
 mod console;
 mod convert;
 mod domain;
+mod events;
 pub mod listen;
 mod status;
 pub mod tcp_listen;
@@ -105,6 +107,7 @@ pub async fn serve(
         .layer(AuthLayer)
         .add_service(DomainServer::new(domain::DomainService {
             manager: manager.clone(),
+            shutdown: shutdown.clone(),
         }))
         .add_service(ConsoleServer::new(console::ConsoleService {
             manager: manager.clone(),

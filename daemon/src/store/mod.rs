@@ -6,11 +6,13 @@
 mod acl;
 mod audit;
 mod domains;
+mod runs;
 mod users;
 
 pub use acl::{RuleUpdate, StoredRule};
 pub(crate) use audit::unix_ms;
 pub use domains::DomainRecord;
+pub use runs::RunRecord;
 pub use users::UserRecord;
 
 use std::{

@@ -6,7 +6,9 @@
 //! daemon's group does not reach it, and stopping the daemon leaves guests running, as
 //! libvirtd does). The emulator inherits no descriptor but 0, 1 and 2: those the daemon
 //! opens are close-on-exec (std and tokio open them so), and any it inherited without that
-//! flag (a parent's pipes) are closed in the child before exec.
+//! flag (a parent's pipes) are closed in the child before exec. When the daemon runs as
+//! root and `[qemu] user`/`group` name an account, the emulator runs as that account, which
+//! then owns its run directory and log.
 
 use std::{
     ffi::OsStr,
@@ -18,10 +20,12 @@ use std::{
         process::CommandExt,
     },
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
 };
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::unistd::{Gid, Uid, chown};
+use tokio::process::Child;
 
 use super::argv::{QemuCommand, RunPaths};
 
@@ -32,6 +36,10 @@ pub enum SpawnError {
         "emulator {0:?} not found on PATH; install qemu-system-x86 or set [qemu] emulator to its full path"
     )]
     NoEmulator(PathBuf),
+    #[error(
+        "emulator {0} is not an executable file; install qemu-system-x86 or fix [qemu] emulator"
+    )]
+    NotExecutable(PathBuf),
     #[error("cannot prepare {path}: {source}")]
     Prepare {
         path: PathBuf,
@@ -49,31 +57,52 @@ pub enum SpawnError {
 /// `program` as an absolute path: as given when it has a slash, else the first executable
 /// of that name on `path` (the daemon's PATH).
 pub fn resolve(program: &Path, path: Option<&OsStr>) -> Result<PathBuf, SpawnError> {
+    let executable = |candidate: &Path| {
+        fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
     if program.components().count() > 1 {
-        return Ok(program.to_owned());
+        return if executable(program) {
+            Ok(program.to_owned())
+        } else {
+            Err(SpawnError::NotExecutable(program.to_owned()))
+        };
     }
     path.into_iter()
         .flat_map(std::env::split_paths)
         .map(|dir| dir.join(program))
-        .find(|candidate| {
-            fs::metadata(candidate)
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+        .find(|candidate| executable(candidate))
         .ok_or_else(|| SpawnError::NoEmulator(program.to_owned()))
 }
 
-/// Makes the run directory 0700 and clears what an earlier run left in it.
-pub fn prepare_run_dir(paths: &RunPaths) -> Result<(), SpawnError> {
-    let err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| SpawnError::Prepare { path, source }
-    };
+/// The account the emulator runs as, when it is not the daemon's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub uid: Uid,
+    pub gid: Gid,
+}
+
+fn prepare_error(path: &Path) -> impl FnOnce(io::Error) -> SpawnError + use<> {
+    let path = path.to_owned();
+    move |source| SpawnError::Prepare { path, source }
+}
+
+/// Makes the run directory 0700 (owned by `account` when given; its parent then lets that
+/// account through, 0711) and clears what an earlier run left in it.
+pub fn prepare_run_dir(paths: &RunPaths, account: Option<Account>) -> Result<(), SpawnError> {
+    let err = prepare_error;
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&paths.dir)
         .map_err(err(&paths.dir))?;
     fs::set_permissions(&paths.dir, fs::Permissions::from_mode(0o700)).map_err(err(&paths.dir))?;
+    if let Some(account) = account {
+        chown(&paths.dir, Some(account.uid), Some(account.gid))
+            .map_err(|e| err(&paths.dir)(e.into()))?;
+        if let Some(parent) = paths.dir.parent() {
+            fs::set_permissions(parent, fs::Permissions::from_mode(0o711)).map_err(err(parent))?;
+        }
+    }
     for stale in [&paths.qmp, &paths.vnc, &paths.pidfile] {
         match fs::remove_file(stale) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(err(stale)(e)),
@@ -83,10 +112,11 @@ pub fn prepare_run_dir(paths: &RunPaths) -> Result<(), SpawnError> {
     Ok(())
 }
 
-/// Prepares the run directory and starts the emulator as `cmd` describes.
-pub fn spawn(cmd: &QemuCommand) -> Result<Child, SpawnError> {
+/// Prepares the run directory and starts the emulator as `cmd` describes, as `account`
+/// when given. Needs a tokio runtime (the child is reaped by it).
+pub fn spawn(cmd: &QemuCommand, account: Option<Account>) -> Result<Child, SpawnError> {
     let program = resolve(&cmd.program, std::env::var_os("PATH").as_deref())?;
-    prepare_run_dir(&cmd.paths)?;
+    prepare_run_dir(&cmd.paths, account)?;
     if let Some(dir) = cmd.log_file.parent() {
         fs::DirBuilder::new()
             .recursive(true)
@@ -106,6 +136,10 @@ pub fn spawn(cmd: &QemuCommand) -> Result<Child, SpawnError> {
             path: cmd.log_file.clone(),
             source,
         })?;
+    if let Some(account) = account {
+        nix::unistd::fchown(&log, Some(account.uid), Some(account.gid))
+            .map_err(|e| prepare_error(&cmd.log_file)(e.into()))?;
+    }
     let stderr = log.try_clone().map_err(|source| SpawnError::Prepare {
         path: cmd.log_file.clone(),
         source,
@@ -119,8 +153,12 @@ pub fn spawn(cmd: &QemuCommand) -> Result<Child, SpawnError> {
         .stdout(log)
         .stderr(stderr)
         .process_group(0);
+    if let Some(account) = account {
+        // std drops supplementary groups (setgroups to none) before setuid.
+        command.uid(account.uid.as_raw()).gid(account.gid.as_raw());
+    }
     close_inherited_in_child(&mut command);
-    command
+    tokio::process::Command::from(command)
         .spawn()
         .map_err(|source| SpawnError::Exec { program, source })
 }
@@ -184,13 +222,18 @@ mod tests {
         let err = resolve(Path::new("qemu-nope"), Some(OsStr::new("/bin"))).expect_err("missing");
         assert!(err.to_string().contains("qemu-system-x86"), "{err}");
         assert_eq!(
-            resolve(Path::new("/opt/q/qemu"), None).expect("as given"),
-            PathBuf::from("/opt/q/qemu")
+            resolve(Path::new("/bin/sh"), None).expect("as given"),
+            PathBuf::from("/bin/sh")
+        );
+        let err = resolve(Path::new("/opt/q/qemu"), None).expect_err("missing");
+        assert!(
+            err.to_string().contains("/opt/q/qemu is not an executable"),
+            "{err}"
         );
     }
 
-    #[test]
-    fn the_child_gets_no_environment_no_descriptors_and_its_own_group() {
+    #[tokio::test]
+    async fn the_child_gets_no_environment_no_descriptors_and_its_own_group() {
         let dir = tempfile::tempdir().expect("tmp");
         // A descriptor this process holds, as the daemon holds its database and sockets.
         let _held = fs::File::open("/proc/self/stat").expect("a descriptor");
@@ -199,8 +242,8 @@ mod tests {
         let cmd = command(dir.path(), "sh", &["-c", script]);
         fs::create_dir_all(&cmd.paths.dir).expect("run dir");
         fs::write(&cmd.paths.qmp, "stale").expect("stale socket");
-        let mut child = spawn(&cmd).expect("spawn");
-        assert!(child.wait().expect("wait").success());
+        let mut child = spawn(&cmd, None).expect("spawn");
+        assert!(child.wait().await.expect("wait").success());
         assert!(!cmd.paths.qmp.exists(), "stale sockets are removed");
         let mode = fs::metadata(&cmd.paths.dir).expect("stat").mode() & 0o777;
         assert_eq!(mode, 0o700);

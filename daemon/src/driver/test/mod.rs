@@ -8,10 +8,13 @@ use std::{
 };
 
 use async_trait::async_trait;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use vmgate_config::domain::DomainDef;
 
-use super::{ConsoleBackend, ConsoleStream, Driver, DriverError, Guest, GuestStatus, StopCause};
+use super::{
+    ConsoleBackend, ConsoleStream, Driver, DriverError, Guest, GuestNotice, GuestStatus, Reattach,
+    StopCause,
+};
 
 pub mod framebuffer;
 pub mod rfb_server;
@@ -39,6 +42,11 @@ impl Driver for TestDriver {
     async fn start(&self, def: &DomainDef) -> Result<Arc<dyn Guest>, DriverError> {
         Ok(Arc::new(TestGuest::start(def)))
     }
+
+    /// Test guests live inside the daemon: none survives it.
+    async fn reattach(&self, _def: &DomainDef) -> Reattach {
+        Reattach::NotRunning
+    }
 }
 
 /// How often a running test guest's screen changes.
@@ -47,6 +55,8 @@ const TICK: Duration = Duration::from_secs(1);
 /// One in-process guest.
 pub struct TestGuest {
     status: watch::Sender<GuestStatus>,
+    notices: broadcast::Sender<GuestNotice>,
+    memory_mib: u64,
     cpu: Mutex<CpuClock>,
     screen: FramebufferHandle,
 }
@@ -80,6 +90,8 @@ impl TestGuest {
         cpu.run();
         let guest = TestGuest {
             status: watch::Sender::new(GuestStatus::Running),
+            notices: broadcast::channel(16).0,
+            memory_mib: def.memory_mib,
             cpu: Mutex::new(cpu),
             screen: FramebufferHandle::new(&def.name, "running"),
         };
@@ -147,6 +159,10 @@ impl Guest for TestGuest {
         self.status.subscribe()
     }
 
+    fn notices(&self) -> broadcast::Receiver<GuestNotice> {
+        self.notices.subscribe()
+    }
+
     async fn shutdown(&self) -> Result<(), DriverError> {
         self.transition(GuestStatus::Stopped(StopCause::Shutdown))
     }
@@ -157,13 +173,17 @@ impl Guest for TestGuest {
 
     async fn reboot(&self) -> Result<(), DriverError> {
         // A test guest reboots instantly: it stays running.
-        self.transition(GuestStatus::Running)
+        self.transition(GuestStatus::Running)?;
+        let _ = self.notices.send(GuestNotice::Rebooted);
+        Ok(())
     }
 
     async fn reset(&self) -> Result<(), DriverError> {
         // A reset keeps a paused guest paused, as QEMU's system_reset does.
         let current = *self.status.borrow();
-        self.transition(current)
+        self.transition(current)?;
+        let _ = self.notices.send(GuestNotice::Reset);
+        Ok(())
     }
 
     async fn suspend(&self) -> Result<(), DriverError> {
@@ -176,6 +196,10 @@ impl Guest for TestGuest {
 
     fn cpu_time(&self) -> Duration {
         self.cpu().total()
+    }
+
+    fn memory_mib(&self) -> u64 {
+        self.memory_mib
     }
 
     fn console(&self) -> Option<Arc<dyn ConsoleBackend>> {
