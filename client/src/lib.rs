@@ -14,8 +14,18 @@
 //!   written with safe modes; file work only, no daemon.
 //! - [`script`]: splitting shell and stdin lines into arguments.
 //!
-//! Command-line parsing and the commands themselves live in the binary (`src/commands/`).
+//! The `vmgate` command itself: [`cli`] (the global options), [`commands`] (one file per
+//! command and the clap enum naming them), [`shell`] (one command, the interactive shell,
+//! or stdin) and [`session`] (the lazy connection). They are here rather than in the binary
+//! so that the man page and completion generator (`packaging/gen`) renders the very clap
+//! definitions `vmgate` parses; `src/main.rs` only picks the mode. They are not an API for
+//! other programs.
 
+// The command modules name this crate `vmgate::`, as the binary they were written in does.
+extern crate self as vmgate;
+
+pub mod cli;
+pub mod commands;
 pub mod connect;
 pub mod console;
 pub mod error;
@@ -23,6 +33,8 @@ pub mod login;
 pub mod output;
 pub mod pki;
 pub mod script;
+pub mod session;
+pub mod shell;
 pub mod uri;
 
 pub use connect::{ConnectError, Connection};

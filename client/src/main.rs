@@ -1,36 +1,17 @@
 //! The `vmgate` command: `vmgate [-c URI] [-r] [COMMAND ...]`, a virsh look-alike for vmgated.
 //! This file only parses the top-level options and picks the mode: one command from the
 //! command line, an interactive shell when stdin is a TTY, or commands read from stdin. The
-//! commands are in `commands/`, the modes in `shell.rs`, the lazy connection in `session.rs`.
-
-mod commands;
-mod session;
-mod shell;
+//! options (`cli.rs`), commands (`commands/`), modes (`shell.rs`) and the lazy connection
+//! (`session.rs`) are in the library.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use vmgate::ConnectUri;
-
-use crate::commands::Command;
-use crate::session::Session;
-
-/// Manage vmgated's guests, as virsh manages libvirtd's. With no command, read commands from
-/// an interactive shell (stdin is a terminal) or one per line from stdin.
-#[derive(Debug, Parser)]
-#[command(name = "vmgate", version)]
-struct Cli {
-    /// Connection URI, e.g. qemu:///system, test+unix:///default?socket=PATH,
-    /// qemu+tls://HOST/system [default: $VMGATE_DEFAULT_URI, else qemu:///system]
-    #[arg(short = 'c', long = "connect", value_name = "URI")]
-    connect: Option<String>,
-    /// Use the daemon's read-only socket (query commands only)
-    #[arg(short = 'r', long)]
-    readonly: bool,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
+use vmgate::cli::Cli;
+use vmgate::session::Session;
+use vmgate::shell;
 
 fn main() -> ExitCode {
     // The CLI logs nothing, but its dependencies' tracing spans (h2's, per call) still cost

@@ -16,9 +16,12 @@
 //! - `vnc`: consoles; `vnc::rfb` is the pure RFB wire code.
 //! - `tls`: rustls server configurations from PEM files, client certificate checks.
 //! - `reload`: the registry of TLS configurations that SIGHUP and `Admin.ReloadTls` reload.
+//! - `systemd`: what systemd hands over: activated sockets (by `FileDescriptorName=`) and
+//!   the `Type=notify` readiness socket.
 //!
 //! Dependencies point one way: `rpc -> auth, core`; `core -> store, driver`.
 
+pub mod args;
 pub mod auth;
 pub mod core;
 pub mod driver;
@@ -27,12 +30,13 @@ pub mod reload;
 pub mod rpc;
 pub mod shutdown;
 pub mod store;
+pub mod systemd;
 pub mod tls;
 pub mod vnc;
 
 use std::sync::Arc;
 
-use vmgate_config::{Config, DriverKind, Supported};
+use vmgate_config::{AccessDriver, AuthKind, Config, DriverKind, Supported};
 
 use crate::{
     auth::users::UserDb,
@@ -53,6 +57,8 @@ pub fn supported() -> Supported {
         test_driver: true,
         qemu_driver: true,
         qemu_run_as: true,
+        polkit: true,
+        polkit_access: true,
         listen_tls: true,
         vnc_password: true,
         vnc_unix_socket: true,
@@ -87,18 +93,39 @@ pub enum DaemonError {
     QemuDriver(String),
 }
 
+/// The UNIX sockets whose connections need polkit's yes, if any.
+fn polkit_sockets(
+    daemon: &vmgate_config::DaemonConfig,
+    polkit: &Arc<auth::polkit::Polkit>,
+) -> Option<rpc::PolkitSockets> {
+    let rw = daemon.auth_unix_rw == AuthKind::Polkit;
+    let ro = daemon.auth_unix_ro == AuthKind::Polkit;
+    (rw || ro).then(|| rpc::PolkitSockets {
+        polkit: polkit.clone(),
+        rw,
+        ro,
+    })
+}
+
 /// Runs the daemon until `shutdown` is triggered.
 pub async fn run(cfg: Config, shutdown: Shutdown) -> Result<(), DaemonError> {
-    run_with(cfg, shutdown, Reloader::new()).await
+    run_with(cfg, shutdown, Reloader::new(), systemd::Handoff::none()).await
 }
 
 /// [`run`], registering the daemon's TLS configurations in `reloader`, so that whoever
-/// holds another handle on it (main's SIGHUP handler) can reload them.
+/// holds another handle on it (main's SIGHUP handler) can reload them, and serving the
+/// sockets systemd passed in `handoff` (whose `apply_to` the config must have seen before
+/// it was validated) instead of binding those.
 pub async fn run_with(
     cfg: Config,
     shutdown: Shutdown,
     reloader: Reloader,
+    handoff: systemd::Handoff,
 ) -> Result<(), DaemonError> {
+    let systemd::Handoff {
+        sockets: mut passed,
+        notify,
+    } = handoff;
     let daemon = &cfg.daemon;
     host::set_private_umask();
     host::ensure_dir(&daemon.state_dir, 0o700, "state directory", "state_dir")?;
@@ -138,13 +165,19 @@ pub async fn run_with(
     let manager = Arc::new(Manager::load(store.clone(), driver, options, shutdown.clone()).await?);
     manager.reattach_guests().await?;
 
-    // Bind only now that everything behind the sockets is ready; TLS first, so that it
-    // is up once the UNIX sockets answer.
+    // Bind only now that everything behind the sockets is ready; TLS and TCP first, so
+    // that they are up once the UNIX sockets answer. A socket systemd passed under the
+    // listener's name is served instead (`systemd::activation`).
     let tls = match api_tls {
         Some(config) => {
             reloader.register(config.clone());
-            let listener =
-                tls_listen::bind(daemon.listen_addr.as_deref(), daemon.tls_port, config).await?;
+            let listener = tls_listen::bind_or_adopt(
+                daemon.listen_addr.as_deref(),
+                daemon.tls_port,
+                config,
+                passed.take_tcp(systemd::SocketName::Tls),
+            )
+            .await?;
             for addr in listener.local_addrs() {
                 tracing::info!(%addr, "listening for TLS clients");
             }
@@ -152,38 +185,13 @@ pub async fn run_with(
         }
         None => None,
     };
-    let sockets = vec![
-        listen::bind(SocketSpec {
-            path: daemon.rw_socket_path(),
-            mode: daemon.unix_sock_rw_perms.bits(),
-            group: daemon.unix_sock_group.clone(),
-            readonly: false,
-        })?,
-        listen::bind(SocketSpec {
-            path: daemon.ro_socket_path(),
-            mode: daemon.unix_sock_ro_perms.bits(),
-            group: daemon.unix_sock_group.clone(),
-            readonly: true,
-        })?,
-    ];
-    manager.autostart().await;
-    tracing::info!(
-        socket = %daemon.rw_socket_path().display(),
-        driver = manager.driver_name(),
-        "vmgated ready"
-    );
-
-    let limits = rpc::ClientLimits {
-        max_clients: usize::try_from(daemon.max_clients).unwrap_or(usize::MAX),
-        max_client_requests: daemon.max_client_requests,
-        max_anonymous_clients: usize::try_from(daemon.max_anonymous_clients)
-            .unwrap_or(usize::MAX)
-            .max(1),
-    };
     let tcp = if daemon.listen_tcp {
-        let listeners = rpc::tcp_listen::bind_tcp(daemon.listen_addr.as_deref(), daemon.tcp_port)
-            .await
-            .map_err(DaemonError::Listen)?;
+        let listeners = rpc::tcp_listen::bind_or_adopt(
+            daemon.listen_addr.as_deref(),
+            daemon.tcp_port,
+            passed.take_tcp(systemd::SocketName::Tcp),
+        )
+        .await?;
         for l in &listeners {
             if let Ok(addr) = l.local_addr() {
                 tracing::info!(%addr, "listening for TCP clients (SASL login required)");
@@ -193,6 +201,43 @@ pub async fn run_with(
     } else {
         Vec::new()
     };
+    let mut sockets = listen::bind_or_adopt(
+        SocketSpec {
+            path: daemon.rw_socket_path(),
+            mode: daemon.unix_sock_rw_perms.bits(),
+            group: daemon.unix_sock_group.clone(),
+            readonly: false,
+        },
+        passed.take_unix(systemd::SocketName::Rw),
+    )?;
+    sockets.extend(listen::bind_or_adopt(
+        SocketSpec {
+            path: daemon.ro_socket_path(),
+            mode: daemon.unix_sock_ro_perms.bits(),
+            group: daemon.unix_sock_group.clone(),
+            readonly: true,
+        },
+        passed.take_unix(systemd::SocketName::Ro),
+    )?);
+    passed.close_unused();
+    manager.autostart().await;
+    let rw_socket = sockets.first().map(|s| s.path().display().to_string());
+    let rw_socket = rw_socket.unwrap_or_default();
+    tracing::info!(
+        socket = %rw_socket,
+        driver = manager.driver_name(),
+        "vmgated ready"
+    );
+    notify.announce_ready(&format!("Serving the API on {rw_socket}"), &shutdown);
+
+    let limits = rpc::ClientLimits {
+        max_clients: usize::try_from(daemon.max_clients).unwrap_or(usize::MAX),
+        max_client_requests: daemon.max_client_requests,
+        max_anonymous_clients: usize::try_from(daemon.max_anonymous_clients)
+            .unwrap_or(usize::MAX)
+            .max(1),
+    };
+    let polkit = Arc::new(auth::polkit::Polkit::new());
     let api_mechanisms: Vec<String> = auth::sasl::IMPLEMENTED.map(str::to_owned).to_vec();
     let api_sasl =
         auth::sasl::SaslServer::new(users, &api_mechanisms).map_err(DaemonError::Sasl)?;
@@ -201,6 +246,19 @@ pub async fn run_with(
         tls,
         tcp,
         logins: auth::login::Logins::from_config(daemon, Arc::new(api_sasl)),
+        polkit_sockets: polkit_sockets(daemon, &polkit),
+        access: daemon
+            .access_drivers
+            .contains(&AccessDriver::Polkit)
+            .then(|| {
+                Arc::new(auth::access::AccessDriver {
+                    polkit: polkit.clone(),
+                    connect_driver: match daemon.driver {
+                        DriverKind::Qemu => "QEMU",
+                        DriverKind::Test => "Test",
+                    },
+                })
+            }),
     };
     let served = rpc::serve(manager.clone(), listeners, limits, reloader, &shutdown).await;
     shutdown.trigger();

@@ -1,31 +1,18 @@
-//! vmgated's entry point: arguments, logging, configuration, then `vmgated::run`.
+//! vmgated's entry point: what systemd passed, arguments, logging, configuration, then
+//! `vmgated::run_with`.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-
-/// vmgate's management daemon: runs guests and guards their consoles.
-#[derive(Parser, Debug)]
-#[command(name = "vmgated", version, about)]
-struct Args {
-    /// Configuration file.
-    #[arg(
-        long,
-        short = 'f',
-        value_name = "FILE",
-        default_value = "/etc/vmgate/vmgated.toml"
-    )]
-    config: PathBuf,
-    /// Check the configuration, print every problem, and exit (0 when it is usable).
-    #[arg(long)]
-    check_config: bool,
-    /// Log at debug level (RUST_LOG overrides).
-    #[arg(long, short)]
-    verbose: bool,
-}
+use vmgated::args::Args;
 
 fn main() -> ExitCode {
+    // First, while this is the only thread: the sockets and notification socket systemd
+    // passed, whose variables are removed from the environment.
+    #[allow(unsafe_code)]
+    // SAFETY: no thread has been started and nothing owns any descriptor from 3 on yet.
+    let handoff = unsafe { vmgated::systemd::Handoff::take_from_env() };
     let args = Args::parse();
     let default_level = if args.verbose { "debug" } else { "info" };
     tracing_subscriber::fmt()
@@ -36,13 +23,23 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
-    let loaded = match vmgate_config::load(&args.config) {
+    let handoff = match handoff {
+        Ok(handoff) => handoff,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("vmgated: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut loaded = match vmgate_config::load(&args.config) {
         Ok(loaded) => loaded,
         Err(errors) => {
             eprintln!("{errors}");
             return ExitCode::FAILURE;
         }
     };
+    // A passed TLS or TCP socket turns its listener on: validate the config for it.
+    handoff.sockets.apply_to(&mut loaded.config.daemon);
     let report = vmgate_config::validate(&loaded.config, &vmgated::supported());
     for warning in loaded.warnings.iter().chain(&report.warnings) {
         eprintln!("{}: warning: {warning}", args.config.display());
@@ -73,7 +70,7 @@ fn main() -> ExitCode {
         let on_hangup = reloader.clone();
         vmgated::shutdown::watch_signals(shutdown.clone(), move || on_hangup.on_hangup())
             .map_err(|e| anyhow::anyhow!("cannot install signal handlers: {e}"))?;
-        vmgated::run_with(loaded.config, shutdown, reloader)
+        vmgated::run_with(loaded.config, shutdown, reloader, handoff)
             .await
             .map_err(anyhow::Error::from)
     });

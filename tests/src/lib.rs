@@ -10,6 +10,7 @@ pub mod events;
 pub mod guest_image;
 pub mod peer;
 pub mod pki;
+pub mod polkit;
 pub mod vnc;
 
 use std::{
@@ -36,6 +37,8 @@ pub struct TestDaemon {
     child: Option<Child>,
     driver: &'static str,
     extra_config: String,
+    /// Environment variables the daemon gets on top of this process's.
+    env: Vec<(String, String)>,
 }
 
 impl TestDaemon {
@@ -59,15 +62,33 @@ impl TestDaemon {
     }
 
     fn start_driver(driver: &'static str, extra: &str) -> TestDaemon {
+        Self::start_full(driver, extra, &[])
+    }
+
+    /// A test-driver daemon with `env` added to its environment, on a directory other
+    /// users may traverse (for clients run as other users).
+    pub fn start_with_env(extra: &str, env: &[(&str, &str)]) -> TestDaemon {
+        Self::start_full("test", extra, env)
+    }
+
+    fn start_full(driver: &'static str, extra: &str, env: &[(&str, &str)]) -> TestDaemon {
         let dir = tempfile::Builder::new()
             .prefix("vmg")
             .tempdir()
             .expect("temp dir");
+        if !env.is_empty() {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
         let mut daemon = TestDaemon {
             dir,
             child: None,
             driver,
             extra_config: extra.to_owned(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         daemon.write_config();
         daemon.spawn();
@@ -153,6 +174,7 @@ impl TestDaemon {
             .arg("--config")
             .arg(self.config_path())
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log)

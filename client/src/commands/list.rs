@@ -1,4 +1,5 @@
-//! `list [--all|--inactive] [--json]`: the domains as virsh's table or a JSON array.
+//! `list [--all|--inactive] [--name|--json]`: the domains as virsh's table, their names
+//! one per line (virsh's `--name`), or a JSON array.
 
 use clap::Args;
 use vmgate::ClientError;
@@ -16,8 +17,11 @@ pub struct ListArgs {
     #[arg(long)]
     inactive: bool,
     /// Print a JSON array with the fields id, name, uuid, state, autostart
-    #[arg(long)]
+    #[arg(long, conflicts_with = "name")]
     json: bool,
+    /// Print only the names, one per line
+    #[arg(long)]
+    name: bool,
 }
 
 pub async fn run(session: &mut Session, args: &ListArgs) -> Result<String, ClientError> {
@@ -36,6 +40,12 @@ pub async fn run(session: &mut Session, args: &ListArgs) -> Result<String, Clien
         .into_inner();
     if args.json {
         Ok(list_json(&reply.domains)?)
+    } else if args.name {
+        Ok(reply
+            .domains
+            .iter()
+            .map(|d| format!("{}\n", d.name))
+            .collect())
     } else {
         Ok(list_table(&reply.domains))
     }

@@ -9,12 +9,14 @@
 mod channel;
 mod direct;
 pub mod pki;
+pub mod polkit_agent;
 mod tcp;
 pub mod tls;
 mod unix;
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::{
@@ -51,6 +53,8 @@ pub struct Connection {
     pub daemon: VersionReply,
     /// The SASL user the connection logged in as, when the daemon asked for a login.
     pub user: Option<String>,
+    /// The polkit agent answering for this connection's process, when polkit asked.
+    pub agent: Option<Arc<polkit_agent::TtyAgent>>,
 }
 
 /// What a connection was opened to, for messages.
@@ -206,10 +210,15 @@ pub type ApiChannel = InterceptedService<ApiTransport, ConnectionFlags>;
 /// read-only even on the read-write socket (as libvirt's client enforces VIR_CONNECT_RO).
 pub const READONLY_HEADER: &str = "vmgate-readonly";
 
+/// Request header by which a client with a polkit agent lets the daemon have polkit ask.
+pub const POLKIT_INTERACTIVE_HEADER: &str = "vmgate-polkit-interactive";
+
 /// Adds the connection's flags to each request.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectionFlags {
     readonly: bool,
+    /// A polkit agent runs for this process.
+    interactive: bool,
 }
 
 impl Interceptor for ConnectionFlags {
@@ -217,6 +226,10 @@ impl Interceptor for ConnectionFlags {
         if self.readonly {
             req.metadata_mut()
                 .insert(READONLY_HEADER, MetadataValue::from_static("1"));
+        }
+        if self.interactive {
+            req.metadata_mut()
+                .insert(POLKIT_INTERACTIVE_HEADER, MetadataValue::from_static("1"));
         }
         Ok(req)
     }
@@ -228,8 +241,31 @@ fn served_path(served: &str) -> &'static str {
 
 impl Connection {
     /// Connects to the daemon `uri` names and checks it with `Admin.Version`. `readonly`
-    /// picks the read-only socket when the URI does not name one.
+    /// picks the read-only socket when the URI does not name one. When polkit wants the
+    /// caller on a local socket to authenticate and there is a terminal, a polkit agent is
+    /// started and the connection made again.
     pub async fn open(uri: &ConnectUri, readonly: bool) -> Result<Connection, ConnectError> {
+        match Self::open_with(uri, readonly, None).await {
+            Err(ConnectError::Refused(status))
+                if uri.transport == Transport::Unix
+                    && status
+                        .message()
+                        .contains(polkit_agent::NEEDS_AUTHENTICATION) =>
+            {
+                match polkit_agent::TtyAgent::start() {
+                    Some(agent) => Self::open_with(uri, readonly, Some(Arc::new(agent))).await,
+                    None => Err(ConnectError::Refused(status)),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn open_with(
+        uri: &ConnectUri,
+        readonly: bool,
+        agent: Option<Arc<polkit_agent::TtyAgent>>,
+    ) -> Result<Connection, ConnectError> {
         let (channel, target, dial) = match uri.transport {
             Transport::Unix => {
                 let path = socket_path(uri, readonly);
@@ -248,7 +284,10 @@ impl Connection {
                 (channel.into(), Target::Tcp { host, port }, None)
             }
         };
-        let flags = ConnectionFlags { readonly };
+        let flags = ConnectionFlags {
+            readonly,
+            interactive: agent.is_some(),
+        };
         let channel = InterceptedService::new(channel, flags);
         // The first call: whether (and how) this connection must log in.
         let offer = tokio::time::timeout(HANDSHAKE_TIMEOUT, login::offer(channel.clone()))
@@ -305,6 +344,7 @@ impl Connection {
             uri: uri.clone(),
             daemon,
             user,
+            agent,
         })
     }
 }

@@ -1,17 +1,23 @@
 //! The tower layer in front of every gRPC service: it reads the connection's peer, looks
-//! the method up in the permission table, refuses what the connection may not do, and
-//! hands the handlers an `Identity` in the request extensions.
+//! the method up in the permission table, refuses what the connection may not do (no
+//! login yet, read-only, polkit's no), and hands the handlers an `Identity` in the
+//! request extensions, plus a `CallAccess` when the polkit access driver is on.
 
 use std::{
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
 use tonic::{Status, body::Body};
 use tower::{Layer, Service};
 
-use super::{Identity, permissions::permission_for};
+use super::{
+    Identity, Peer,
+    access::{AccessDriver, CallAccess, INTERACTIVE_HEADER, remote_refused},
+    permissions::{Object, permission_for},
+};
 use crate::rpc::conn::ConnInfo;
 
 /// Methods of the `Auth` service, which are all an unauthenticated connection may call.
@@ -20,20 +26,27 @@ const AUTH_SERVICE: &str = "/vmgate.v1.Auth/";
 /// Request header by which a client asks to be treated as read-only.
 pub const READONLY_HEADER: &str = "vmgate-readonly";
 
-#[derive(Clone, Debug, Default)]
-pub struct AuthLayer;
+/// The layer; `access` is the polkit access driver when `access_drivers = ["polkit"]`.
+#[derive(Clone, Default)]
+pub struct AuthLayer {
+    pub access: Option<Arc<AccessDriver>>,
+}
 
 impl<S> Layer<S> for AuthLayer {
     type Service = AuthService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        AuthService { inner }
+        AuthService {
+            inner,
+            access: self.access.clone(),
+        }
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AuthService<S> {
     inner: S,
+    access: Option<Arc<AccessDriver>>,
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -56,15 +69,21 @@ where
         // The clone is not ready; keep the ready one for this call (tower's usual dance).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        match authorize(&mut req) {
-            Ok(()) => Box::pin(inner.call(req)),
-            Err(status) => Box::pin(async move { Ok(status.into_http()) }),
-        }
+        let access = self.access.clone();
+        Box::pin(async move {
+            match authorize(&mut req, access).await {
+                Ok(()) => inner.call(req).await,
+                Err(status) => Ok(status.into_http()),
+            }
+        })
     }
 }
 
 /// Decides whether the request may reach its handler.
-fn authorize<B>(req: &mut http::Request<B>) -> Result<(), Status> {
+async fn authorize<B>(
+    req: &mut http::Request<B>,
+    access: Option<Arc<AccessDriver>>,
+) -> Result<(), Status> {
     let method = req.uri().path().to_owned();
     let Some(permission) = permission_for(&method) else {
         return Err(Status::unimplemented(format!("Unknown method {method}")));
@@ -98,6 +117,24 @@ fn authorize<B>(req: &mut http::Request<B>) -> Result<(), Status> {
         return Err(Status::permission_denied(format!(
             "This connection is read-only and {method} needs {permission}; connect without -r (the read-write socket) to use it"
         )));
+    }
+    let interactive = req
+        .headers()
+        .get(INTERACTIVE_HEADER)
+        .is_some_and(|v| v == "1");
+    if let (Some(check), Peer::Unix(peer)) = (&conn.polkit, &identity.peer) {
+        check.check(peer, interactive).await?;
+    }
+    if let Some(driver) = access {
+        let Peer::Unix(peer) = &identity.peer else {
+            return Err(remote_refused());
+        };
+        let call = CallAccess::new(driver, peer.clone(), interactive, permission);
+        // A domain's call is judged by its handler, which knows the domain.
+        if permission.object != Object::Domain {
+            call.connect().await?;
+        }
+        req.extensions_mut().insert(call);
     }
     req.extensions_mut().insert(identity);
     req.extensions_mut().insert(permission);

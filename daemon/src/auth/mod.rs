@@ -6,9 +6,11 @@
 //! `rpc::tls_listen`); by the time a request reaches the layer it is trusted as a
 //! read-write caller (`auth_tls = "none"`), as libvirtd trusts it.
 
+pub mod access;
 mod layer;
 pub mod login;
 pub mod permissions;
+pub mod polkit;
 pub mod sasl;
 pub mod users;
 

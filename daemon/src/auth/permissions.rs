@@ -87,6 +87,9 @@ impl fmt::Display for Permission {
 use Object::*;
 use Perm::*;
 
+/// What `list` asks of each domain it shows under the polkit access driver.
+pub const DOMAIN_GETATTR: Permission = Permission::new(Domain, Getattr);
+
 /// Every RPC and the permission it needs.
 const TABLE: &[(&str, Permission)] = &[
     (

@@ -19,7 +19,7 @@ use tonic::transport::server::Connected;
 
 use std::sync::Arc;
 
-use crate::auth::{Peer, login::ConnLogin};
+use crate::auth::{Peer, access::ConnPolkit, login::ConnLogin};
 
 /// The stream under a connection.
 pub enum ApiStream {
@@ -36,6 +36,8 @@ pub enum ApiStream {
 pub struct ConnInfo {
     pub peer: Peer,
     pub login: Option<Arc<ConnLogin>>,
+    /// The polkit check a UNIX connection must pass (`auth_unix_* = "polkit"`).
+    pub polkit: Option<Arc<ConnPolkit>>,
 }
 
 /// An accepted, identified connection holding one client slot.
@@ -43,6 +45,7 @@ pub struct ApiConn {
     stream: ApiStream,
     peer: Peer,
     login: Option<Arc<ConnLogin>>,
+    polkit: Option<Arc<ConnPolkit>>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -52,6 +55,7 @@ impl ApiConn {
             stream,
             peer,
             login: None,
+            polkit: None,
             _slot: slot,
         }
     }
@@ -64,6 +68,11 @@ impl ApiConn {
     pub fn require_login(&mut self, login: Arc<ConnLogin>) {
         self.login = Some(login);
     }
+
+    /// Requires polkit's yes before any call.
+    pub fn require_polkit(&mut self, check: ConnPolkit) {
+        self.polkit = Some(Arc::new(check));
+    }
 }
 
 impl Connected for ApiConn {
@@ -73,6 +82,7 @@ impl Connected for ApiConn {
         ConnInfo {
             peer: self.peer.clone(),
             login: self.login.clone(),
+            polkit: self.polkit.clone(),
         }
     }
 }

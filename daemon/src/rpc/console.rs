@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use vmgate_proto::v1::{self as pb, console_server::Console};
 
-use super::convert::{self, domain_key};
+use super::{convert, guard};
 use crate::{auth::Identity, core::Manager};
 
 pub struct ConsoleService {
@@ -26,9 +26,8 @@ fn caller<T>(req: &Request<T>) -> String {
 #[tonic::async_trait]
 impl Console for ConsoleService {
     async fn list_sessions(&self, req: Request<pb::DomainRef>) -> Reply<pb::SessionList> {
-        let sessions = self
-            .manager
-            .console_sessions(domain_key(Some(req.get_ref()))?)?;
+        let key = guard::domain(&req, &self.manager, Some(req.get_ref())).await?;
+        let sessions = self.manager.console_sessions(&key)?;
         Ok(Response::new(pb::SessionList {
             sessions: sessions.iter().map(Into::into).collect(),
         }))
@@ -36,9 +35,9 @@ impl Console for ConsoleService {
 
     async fn disconnect(&self, req: Request<pb::DisconnectRequest>) -> Reply<pb::Empty> {
         let by = caller(&req);
-        let req = req.get_ref();
+        let key = guard::domain(&req, &self.manager, req.get_ref().domain.as_ref()).await?;
         self.manager
-            .disconnect_session(domain_key(req.domain.as_ref())?, req.session_id, &by)?;
+            .disconnect_session(&key, req.get_ref().session_id, &by)?;
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -47,23 +46,20 @@ impl Console for ConsoleService {
         req: Request<pb::SetPasswordRequest>,
     ) -> Reply<pb::SetPasswordReply> {
         let by = caller(&req);
-        let req = req.get_ref();
-        let change = convert::set_password(req)?;
-        let cut = self
-            .manager
-            .set_password(domain_key(req.domain.as_ref())?, change, &by)
-            .await?;
+        let key = guard::domain(&req, &self.manager, req.get_ref().domain.as_ref()).await?;
+        let change = convert::set_password(req.get_ref())?;
+        let cut = self.manager.set_password(&key, change, &by).await?;
         Ok(Response::new(pb::SetPasswordReply {
             disconnected: u32::try_from(cut).unwrap_or(u32::MAX),
         }))
     }
 
     async fn domain_audit(&self, req: Request<pb::AuditRequest>) -> Reply<pb::AuditReply> {
+        let key = guard::domain(&req, &self.manager, req.get_ref().domain.as_ref()).await?;
         let req = req.get_ref();
-        let key = domain_key(req.domain.as_ref())?;
         let records = self
             .manager
-            .audit(Some(key), convert::since(req.since)?, req.limit)
+            .audit(Some(&key), convert::since(req.since)?, req.limit)
             .await?;
         Ok(Response::new(pb::AuditReply {
             records: records.iter().map(Into::into).collect(),
@@ -71,7 +67,8 @@ impl Console for ConsoleService {
     }
 
     async fn list_acl(&self, req: Request<pb::DomainRef>) -> Reply<pb::AclRules> {
-        let rules = self.manager.console_acl(domain_key(Some(req.get_ref()))?)?;
+        let key = guard::domain(&req, &self.manager, Some(req.get_ref())).await?;
+        let rules = self.manager.console_acl(&key)?;
         Ok(Response::new(pb::AclRules {
             rules: rules.iter().map(Into::into).collect(),
         }))
@@ -79,12 +76,9 @@ impl Console for ConsoleService {
 
     async fn change_acl(&self, req: Request<pb::AclChangeRequest>) -> Reply<pb::AclChangeReply> {
         let by = caller(&req);
-        let req = req.get_ref();
-        let change = convert::acl_change(req)?;
-        let outcome = self
-            .manager
-            .change_console_acl(domain_key(req.domain.as_ref())?, change, &by)
-            .await?;
+        let key = guard::domain(&req, &self.manager, req.get_ref().domain.as_ref()).await?;
+        let change = convert::acl_change(req.get_ref())?;
+        let outcome = self.manager.change_console_acl(&key, change, &by).await?;
         Ok(Response::new(pb::AclChangeReply {
             rules: outcome.rules.iter().map(Into::into).collect(),
             disconnected: u32::try_from(outcome.cut).unwrap_or(u32::MAX),

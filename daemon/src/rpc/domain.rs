@@ -10,9 +10,11 @@ use vmgate_proto::v1::{self as pb, domain_server::Domain};
 use super::{
     convert::{domain_key, event_family},
     events::{self, EventFilter, EventStream},
+    guard,
     status::invalid,
 };
 use crate::{
+    auth::access::CallAccess,
     core::{GuestAction, Manager, ShutdownWait},
     shutdown::Shutdown,
 };
@@ -33,8 +35,8 @@ type Reply<T> = Result<Response<T>, Status>;
 
 impl DomainService {
     async fn act(&self, req: Request<pb::DomainRef>, action: GuestAction) -> Reply<pb::DomainInfo> {
-        let key = domain_key(Some(req.get_ref()))?;
-        let view = self.manager.act(key, action).await?;
+        let key = guard::domain(&req, &self.manager, Some(req.get_ref())).await?;
+        let view = self.manager.act(&key, action).await?;
         Ok(Response::new((&view).into()))
     }
 }
@@ -44,6 +46,7 @@ impl Domain for DomainService {
     type EventsStream = EventStream;
 
     async fn define(&self, req: Request<pb::DefineRequest>) -> Reply<pb::DefineReply> {
+        let access = req.extensions().get::<CallAccess>().cloned();
         let req = req.into_inner();
         if req.toml.len() > MAX_DEFINITION_BYTES {
             return Err(invalid(format!(
@@ -56,6 +59,9 @@ impl Domain for DomainService {
         } else {
             &req.source
         };
+        if let Some(access) = access {
+            guard::definition(&access, &self.manager, &req.toml, source).await?;
+        }
         let (view, created) = self.manager.define(&req.toml, source).await?;
         Ok(Response::new(pb::DefineReply {
             domain: Some((&view).into()),
@@ -64,41 +70,42 @@ impl Domain for DomainService {
     }
 
     async fn undefine(&self, req: Request<pb::DomainRef>) -> Reply<pb::Empty> {
-        self.manager
-            .undefine(domain_key(Some(req.get_ref()))?)
-            .await?;
+        let key = guard::domain(&req, &self.manager, Some(req.get_ref())).await?;
+        self.manager.undefine(&key).await?;
         Ok(Response::new(pb::Empty {}))
     }
 
     async fn list(&self, req: Request<pb::ListRequest>) -> Reply<pb::ListReply> {
         let filter = req.get_ref().filter();
-        let domains = self
-            .manager
-            .list(filter.into())
-            .iter()
-            .map(Into::into)
-            .collect();
+        let mut views = self.manager.list(filter.into());
+        if let Some(access) = req.extensions().get::<CallAccess>() {
+            views = guard::visible(access, views).await?;
+        }
+        let domains = views.iter().map(Into::into).collect();
         Ok(Response::new(pb::ListReply { domains }))
     }
 
     async fn lookup(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainSummary> {
-        let view = self.manager.lookup(domain_key(Some(req.get_ref()))?)?;
+        let key = guard::domain(&req, &self.manager, Some(req.get_ref())).await?;
+        let view = self.manager.lookup(&key)?;
         Ok(Response::new((&view).into()))
     }
 
     async fn info(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
-        let view = self.manager.lookup(domain_key(Some(req.get_ref()))?)?;
+        let key = guard::domain(&req, &self.manager, Some(req.get_ref())).await?;
+        let view = self.manager.lookup(&key)?;
         Ok(Response::new((&view).into()))
     }
 
     async fn start(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
-        let view = self.manager.start(domain_key(Some(req.get_ref()))?).await?;
+        let key = guard::domain(&req, &self.manager, Some(req.get_ref())).await?;
+        let view = self.manager.start(&key).await?;
         Ok(Response::new((&view).into()))
     }
 
     async fn shutdown(&self, req: Request<pb::ShutdownRequest>) -> Reply<pb::DomainInfo> {
+        let key = guard::domain(&req, &self.manager, req.get_ref().domain.as_ref()).await?;
         let req = req.into_inner();
-        let key = domain_key(req.domain.as_ref())?;
         let wait = req.wait.then(|| ShutdownWait {
             timeout: match req.timeout_secs {
                 0 => DEFAULT_SHUTDOWN_WAIT,
@@ -106,7 +113,7 @@ impl Domain for DomainService {
             },
             force: req.force,
         });
-        let view = self.manager.shutdown(key, wait).await?;
+        let view = self.manager.shutdown(&key, wait).await?;
         Ok(Response::new((&view).into()))
     }
 
@@ -131,25 +138,23 @@ impl Domain for DomainService {
     }
 
     async fn set_autostart(&self, req: Request<pb::AutostartRequest>) -> Reply<pb::DomainSummary> {
-        let req = req.get_ref();
+        let key = guard::domain(&req, &self.manager, req.get_ref().domain.as_ref()).await?;
         let view = self
             .manager
-            .set_autostart(domain_key(req.domain.as_ref())?, req.enable)
+            .set_autostart(&key, req.get_ref().enable)
             .await?;
         Ok(Response::new((&view).into()))
     }
 
     async fn get_definition(&self, req: Request<pb::DomainRef>) -> Reply<pb::Definition> {
-        let toml = self
-            .manager
-            .definition(domain_key(Some(req.get_ref()))?, false)?;
+        let key = guard::domain(&req, &self.manager, Some(req.get_ref())).await?;
+        let toml = self.manager.definition(&key, false)?;
         Ok(Response::new(pb::Definition { toml }))
     }
 
     async fn get_secure_definition(&self, req: Request<pb::DomainRef>) -> Reply<pb::Definition> {
-        let toml = self
-            .manager
-            .definition(domain_key(Some(req.get_ref()))?, true)?;
+        let key = guard::domain(&req, &self.manager, Some(req.get_ref())).await?;
+        let toml = self.manager.definition(&key, true)?;
         Ok(Response::new(pb::Definition { toml }))
     }
 
@@ -157,6 +162,7 @@ impl Domain for DomainService {
         // Subscribed before the lookup, so nothing published once the domain is found is
         // missed; the client sees the stream open only after both.
         let receiver = self.manager.subscribe_events();
+        let access = req.extensions().get::<CallAccess>().cloned();
         let req = req.get_ref();
         let uuid = match &req.domain {
             Some(domain) => Some(self.manager.lookup(domain_key(Some(domain))?)?.uuid),
@@ -166,9 +172,10 @@ impl Domain for DomainService {
             uuid,
             family: event_family(&req.family)?,
         };
-        Ok(Response::new(events::stream(
+        Ok(Response::new(events::stream_checked(
             receiver,
             filter,
+            access,
             &self.shutdown,
         )))
     }

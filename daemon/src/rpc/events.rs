@@ -17,7 +17,11 @@ use uuid::Uuid;
 use vmgate_proto::v1 as pb;
 
 use super::convert::events_lost;
-use crate::{core::events::DomainEvent, shutdown::Shutdown};
+use crate::{
+    auth::{access::CallAccess, permissions::DOMAIN_GETATTR},
+    core::events::DomainEvent,
+    shutdown::Shutdown,
+};
 
 /// Messages queued for one client before the relay waits for it to read.
 const STREAM_BUFFER: usize = 64;
@@ -45,16 +49,42 @@ impl EventFilter {
     }
 }
 
-/// Starts relaying `events` that pass `filter` until the client hangs up or `shutdown`
-/// triggers; the task is tracked, so the daemon waits for it to end.
+/// [`stream_checked`] without the access driver.
+#[cfg(test)]
 pub fn stream(
     events: broadcast::Receiver<DomainEvent>,
     filter: EventFilter,
     shutdown: &Shutdown,
 ) -> EventStream {
+    stream_checked(events, filter, None, shutdown)
+}
+
+/// Starts relaying `events` that pass `filter` until the client hangs up or `shutdown`
+/// triggers; the task is tracked, so the daemon waits for it to end. Under the polkit
+/// access driver (`access`), only the events of domains the caller may `getattr` (asked
+/// per event, so a rule change applies at once).
+pub fn stream_checked(
+    events: broadcast::Receiver<DomainEvent>,
+    filter: EventFilter,
+    access: Option<CallAccess>,
+    shutdown: &Shutdown,
+) -> EventStream {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-    shutdown.spawn(relay(events, filter, tx, shutdown.child_token()));
+    shutdown.spawn(relay(events, filter, access, tx, shutdown.child_token()));
     ReceiverStream::new(rx)
+}
+
+/// Whether the caller may see `event`'s domain; polkit failing counts as no.
+async fn visible(access: Option<&CallAccess>, event: &DomainEvent) -> bool {
+    let Some(access) = access else { return true };
+    let uuid = event.uuid.to_string();
+    match access.allows(DOMAIN_GETATTR, &event.domain, &uuid).await {
+        Ok(allowed) => allowed,
+        Err(status) => {
+            tracing::warn!("event of {} withheld: {}", event.domain, status.message());
+            false
+        }
+    }
 }
 
 fn shutting_down() -> Status {
@@ -64,6 +94,7 @@ fn shutting_down() -> Status {
 async fn relay(
     mut events: broadcast::Receiver<DomainEvent>,
     filter: EventFilter,
+    access: Option<CallAccess>,
     tx: Sender,
     stop: CancellationToken,
 ) {
@@ -73,7 +104,12 @@ async fn relay(
             () = stop.cancelled() => Err(shutting_down()),
             () = tx.closed() => return,
             received = events.recv() => match received {
-                Ok(event) if filter.admits(&event) => Ok(pb::DomainEvent::from(&event)),
+                Ok(event) if filter.admits(&event) => {
+                    if !visible(access.as_ref(), &event).await {
+                        continue;
+                    }
+                    Ok(pb::DomainEvent::from(&event))
+                }
                 Ok(_) => continue,
                 Err(broadcast::error::RecvError::Lagged(count)) => {
                     tracing::warn!(lost = count, "an event listener fell behind; events dropped");

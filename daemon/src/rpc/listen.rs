@@ -1,7 +1,8 @@
 //! The UNIX socket listeners: safe removal of stale sockets (refusing when another daemon
 //! is live on one), modes and group from the config, peer credentials at accept, and the
 //! `max_clients` bound shared by every listener (TLS included). Accepted connections go to
-//! one channel that the gRPC server reads.
+//! one channel that the gRPC server reads. Sockets systemd passed (`systemd::activation`)
+//! are served as they are: no mode, group or stale-socket handling, and never unlinked.
 
 use std::{
     fs,
@@ -30,6 +31,12 @@ pub enum ListenError {
         "{0} exists and is not a socket; refusing to remove it (move it away or change unix_sock_dir)"
     )]
     NotASocket(PathBuf),
+    #[error("Cannot serve the socket systemd passed ({socket}): {source}")]
+    Adopt {
+        socket: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("Cannot bind {path}: {source}")]
     Bind {
         path: PathBuf,
@@ -78,15 +85,82 @@ pub struct SocketSpec {
     pub readonly: bool,
 }
 
-/// A bound socket, removed from the filesystem when dropped.
+/// A listening socket. One the daemon bound is removed from the filesystem when dropped;
+/// one systemd passed stays, as systemd owns it.
 pub struct BoundSocket {
     listener: UnixListener,
     spec: SocketSpec,
+    unlink_on_drop: bool,
+}
+
+impl BoundSocket {
+    /// Its path (for logs); `@name` for an abstract socket systemd passed.
+    pub fn path(&self) -> &Path {
+        &self.spec.path
+    }
 }
 
 impl Drop for BoundSocket {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.spec.path);
+        if self.unlink_on_drop {
+            let _ = fs::remove_file(&self.spec.path);
+        }
+    }
+}
+
+/// Serves `passed`, the sockets systemd passed under this socket's name, as `spec.readonly`
+/// says; binds `spec` when none were passed.
+pub fn bind_or_adopt(
+    spec: SocketSpec,
+    passed: Vec<std::os::unix::net::UnixListener>,
+) -> Result<Vec<BoundSocket>, ListenError> {
+    if passed.is_empty() {
+        return Ok(vec![bind(spec)?]);
+    }
+    passed
+        .into_iter()
+        .map(|listener| adopt(listener, spec.readonly))
+        .collect()
+}
+
+/// Serves a listening socket systemd passed. Its path, mode and group are the socket
+/// unit's; whether it is read-only comes from its name, which the caller turned into
+/// `readonly`.
+pub fn adopt(
+    listener: std::os::unix::net::UnixListener,
+    readonly: bool,
+) -> Result<BoundSocket, ListenError> {
+    let path = listener
+        .local_addr()
+        .map(|addr| shown_addr(&addr))
+        .unwrap_or_else(|_| PathBuf::from("(unknown address)"));
+    let adopted = listener
+        .set_nonblocking(true)
+        .and_then(|()| UnixListener::from_std(listener));
+    let listener = adopted.map_err(|source| ListenError::Adopt {
+        socket: path.display().to_string(),
+        source,
+    })?;
+    Ok(BoundSocket {
+        listener,
+        spec: SocketSpec {
+            path,
+            mode: 0,
+            group: None,
+            readonly,
+        },
+        unlink_on_drop: false,
+    })
+}
+
+fn shown_addr(addr: &std::os::unix::net::SocketAddr) -> PathBuf {
+    use std::os::linux::net::SocketAddrExt;
+    if let Some(path) = addr.as_pathname() {
+        return path.to_owned();
+    }
+    match addr.as_abstract_name() {
+        Some(name) => PathBuf::from(format!("@{}", String::from_utf8_lossy(name))),
+        None => PathBuf::from("(unnamed)"),
     }
 }
 
@@ -99,7 +173,11 @@ pub fn bind(spec: SocketSpec) -> Result<BoundSocket, ListenError> {
         path: path.clone(),
         source,
     })?;
-    let bound = BoundSocket { listener, spec };
+    let bound = BoundSocket {
+        listener,
+        spec,
+        unlink_on_drop: true,
+    };
     let path = &bound.spec.path;
     if let Some(group) = &bound.spec.group {
         let gid = nix::unistd::Group::from_name(group)
@@ -196,7 +274,8 @@ pub async fn accept_loop(
             break;
         }
     }
-    // Dropping `socket` here removes the socket file: new clients are refused at once.
+    // Dropping `socket` here removes the socket file: new clients are refused at once. (A
+    // socket systemd passed stays; new clients wait in its backlog for the next start.)
 }
 
 fn peer_of(stream: &UnixStream, readonly: bool) -> io::Result<UnixPeer> {
@@ -249,5 +328,28 @@ mod tests {
         assert!(!path.exists(), "dropping the socket removes it");
         fs::write(&path, b"not a socket").expect("write");
         assert!(matches!(bind(spec), Err(ListenError::NotASocket(_))));
+    }
+
+    #[tokio::test]
+    async fn a_passed_socket_is_served_and_left_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("passed");
+        let passed = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let spec = SocketSpec {
+            path: dir.path().join("configured"),
+            mode: 0o700,
+            group: Some("no-such-group-here".into()),
+            readonly: true,
+        };
+        let sockets = bind_or_adopt(spec, vec![passed]).expect("adopted");
+        assert_eq!(sockets.len(), 1);
+        assert_eq!(sockets[0].path(), path);
+        assert!(sockets[0].spec.readonly);
+        let client = UnixStream::connect(&path).await.expect("connect");
+        let (server, _) = sockets[0].listener.accept().await.expect("accept");
+        drop((client, server));
+        drop(sockets);
+        assert!(path.exists(), "systemd's socket is not unlinked");
+        assert!(!dir.path().join("configured").exists(), "nothing bound");
     }
 }

@@ -12,6 +12,7 @@ mod console;
 mod convert;
 mod domain;
 mod events;
+mod guard;
 pub mod listen;
 mod status;
 pub mod tcp_listen;
@@ -28,7 +29,12 @@ use vmgate_proto::v1::{
 };
 
 use crate::{
-    auth::{AuthLayer, login::Logins},
+    auth::{
+        AuthLayer, Peer,
+        access::{AccessDriver, ConnPolkit},
+        login::Logins,
+        polkit::Polkit,
+    },
     core::Manager,
     reload::Reloader,
     shutdown::Shutdown,
@@ -57,6 +63,25 @@ pub struct Listeners {
     pub tcp: Vec<tokio::net::TcpListener>,
     /// Which connections must log in with SASL first; None when none must.
     pub logins: Option<Logins>,
+    /// Which UNIX sockets need polkit's yes (`auth_unix_* = "polkit"`).
+    pub polkit_sockets: Option<PolkitSockets>,
+    /// The polkit access driver (`access_drivers = ["polkit"]`).
+    pub access: Option<Arc<AccessDriver>>,
+}
+
+/// The UNIX sockets guarded by polkit.
+pub struct PolkitSockets {
+    pub polkit: Arc<Polkit>,
+    pub rw: bool,
+    pub ro: bool,
+}
+
+impl PolkitSockets {
+    fn check_for(&self, peer: &Peer) -> Option<ConnPolkit> {
+        let Peer::Unix(unix) = peer else { return None };
+        let guarded = if unix.readonly { self.ro } else { self.rw };
+        guarded.then(|| ConnPolkit::new(self.polkit.clone(), unix.readonly))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,16 +120,25 @@ pub async fn serve(
     }
     drop(conns);
     let logins = listeners.logins;
+    let polkit_sockets = listeners.polkit_sockets;
     let incoming = ReceiverStream::new(incoming).map(move |mut conn: conn::ApiConn| {
         if let Some(login) = logins.as_ref().and_then(|l| l.for_peer(conn.peer())) {
             conn.require_login(login);
+        }
+        if let Some(check) = polkit_sockets
+            .as_ref()
+            .and_then(|p| p.check_for(conn.peer()))
+        {
+            conn.require_polkit(check);
         }
         Ok::<_, std::io::Error>(conn)
     });
 
     let server = Server::builder()
         .max_concurrent_streams(limits.max_client_requests)
-        .layer(AuthLayer)
+        .layer(AuthLayer {
+            access: listeners.access,
+        })
         .add_service(DomainServer::new(domain::DomainService {
             manager: manager.clone(),
             shutdown: shutdown.clone(),

@@ -1,7 +1,7 @@
 //! The plain TCP listener (`listen_tcp`, `tcp_port`, libvirt's 16509): connections whose
 //! peer is only an address, usable once they log in with SASL (`auth_tcp = "sasl"`; the
 //! config check refuses `auth_tcp = "none"` with `listen_tcp`). Also the address binding
-//! the TLS listener shares.
+//! the TLS listener shares, and the adoption of TCP sockets systemd passed.
 
 use std::{io, net::SocketAddr, sync::Arc};
 
@@ -62,6 +62,30 @@ pub async fn bind_tcp(
         }
     }
     Ok(listeners)
+}
+
+/// Serves `passed`, the sockets systemd passed for this listener, ignoring `listen_addr`
+/// and `port`; binds those when none were passed.
+pub async fn bind_or_adopt(
+    listen_addr: Option<&str>,
+    port: u16,
+    passed: Vec<std::net::TcpListener>,
+) -> Result<Vec<TcpListener>, ListenError> {
+    if passed.is_empty() {
+        return bind_tcp(listen_addr, port).await;
+    }
+    passed.into_iter().map(adopt).collect()
+}
+
+/// A listening TCP socket systemd passed, made non-blocking for tokio.
+pub fn adopt(listener: std::net::TcpListener) -> Result<TcpListener, ListenError> {
+    let socket = listener
+        .local_addr()
+        .map_or_else(|_| "unknown address".to_owned(), |a| a.to_string());
+    listener
+        .set_nonblocking(true)
+        .and_then(|()| TcpListener::from_std(listener))
+        .map_err(|source| ListenError::Adopt { socket, source })
 }
 
 async fn bind_one(addr: SocketAddr) -> Result<TcpListener, ListenError> {

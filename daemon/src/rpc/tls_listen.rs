@@ -1,7 +1,8 @@
-//! The API's TLS listener (`listen_tls`): binds `listen_addr`:`tls_port`, accepts TCP, runs
-//! the rustls handshake in a task per connection (bounded by `max_anonymous_clients` and a
-//! timeout), and hands the streams of verified clients to the same gRPC server as the UNIX
-//! sockets, counted against the same `max_clients`.
+//! The API's TLS listener (`listen_tls`): binds `listen_addr`:`tls_port` (or serves the
+//! `vmgate-tls` sockets systemd passed), accepts TCP, runs the rustls handshake in a task
+//! per connection (bounded by `max_anonymous_clients` and a timeout), and hands the streams
+//! of verified clients to the same gRPC server as the UNIX sockets, counted against the
+//! same `max_clients`.
 //!
 //! Client certificates are verified inside the handshake (CA, CRL, `tls_allowed_dn_list`;
 //! see `tls`), so a refused client gets a TLS alert that says why, and the daemon logs the
@@ -105,13 +106,15 @@ impl TlsListener {
     }
 }
 
-/// Binds `listen_addr` (every address it resolves to; all interfaces when unset) on `port`.
-pub async fn bind(
+/// Serves `passed`, the sockets systemd passed as `vmgate-tls`; when there are none, binds
+/// `listen_addr` (every address it resolves to; all interfaces when unset) on `port`.
+pub async fn bind_or_adopt(
     listen_addr: Option<&str>,
     port: u16,
     config: Arc<ReloadableServerConfig>,
+    passed: Vec<std::net::TcpListener>,
 ) -> Result<TlsListener, ListenError> {
-    let listeners = tcp_listen::bind_tcp(listen_addr, port).await?;
+    let listeners = tcp_listen::bind_or_adopt(listen_addr, port, passed).await?;
     Ok(TlsListener { listeners, config })
 }
 
