@@ -7,8 +7,11 @@
 //! - `host`: directories, umask and file limits at start.
 //! - `rpc`: transport only. UNIX socket and TLS listeners feeding one gRPC server, one file
 //!   per gRPC service, the one error -> status mapping. Converts requests and calls `core`.
-//! - `auth`: who the caller is (peer credentials) and the method -> permission table,
-//!   enforced by one tower layer before any handler runs.
+//! - `args`: the command line (also read by the man page generator).
+//! - `auth`: who the caller is (peer credentials, SASL logins), the method -> permission
+//!   table enforced by one tower layer before any handler runs, and polkit (on the UNIX
+//!   sockets, and as the access driver judging each call; calls on a domain finish that
+//!   check in `rpc::guard` once the domain is known).
 //! - `core`: the `Manager`: domain definitions, the state machine with its guards, and the
 //!   lifecycle operations. Never sees tonic.
 //! - `store`: sqlx over SQLite (PostgreSQL later); the only module with SQL.

@@ -229,7 +229,7 @@ fn events_as(d: &TestDaemon, user: FakeUser) -> std::sync::mpsc::Receiver<String
 }
 
 #[test]
-fn a_caller_polkit_would_let_in_after_authentication_is_told_so() {
+fn a_caller_polkit_would_let_in_after_authentication_authenticates_on_a_terminal() {
     let challenge = rules(
         "if (action.id == \"org.vmgate.unix.manage\" && subject.user == \"bob\") \
          { return polkit.Result.AUTH_SELF; }",
@@ -251,4 +251,39 @@ fn a_caller_polkit_would_let_in_after_authentication_is_told_so() {
         "{piped:?}"
     );
     assert_eq!(vmgate_as(&d, ALICE, &["list"]).code, 1, "alice has no rule");
+
+    // On a terminal: the client's own pkttyagent takes polkit's question on it, and the
+    // daemon lets polkit wait for the answer. bob has no password here (he exists for
+    // polkitd only), so authenticating fails and the call is denied.
+    if !vmgate_tests::require_tool("expect", "expect") {
+        return;
+    }
+    let script = format!(
+        "set timeout 30\n\
+         spawn setpriv --reuid {uid} --regid {uid} --clear-groups {vmgate} -c {uri} list\n\
+         expect {{\n\
+           -re {{AUTHENTICATING FOR org.vmgate.unix.manage}} {{ puts \"\\nAGENT-PROMPTED\" }}\n\
+           timeout {{ puts \"\\nNO-PROMPT\"; exit 2 }}\n\
+           eof {{ puts \"\\nNO-PROMPT\"; exit 2 }}\n\
+         }}\n\
+         expect eof\n\n",
+        uid = BOB.uid,
+        vmgate = bins::vmgate().display(),
+        uri = d.uri(),
+    );
+    let out = Command::new("expect")
+        .args(["-c", &script])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
+        .output()
+        .expect("run expect");
+    let transcript = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        transcript.contains("AGENT-PROMPTED"),
+        "the client's polkit agent asked on the terminal:\n{transcript}\n{}",
+        bus.log()
+    );
+    assert!(
+        transcript.contains("polkit denied org.vmgate.unix.manage"),
+        "a failed authentication is a refusal:\n{transcript}"
+    );
 }

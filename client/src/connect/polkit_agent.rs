@@ -35,7 +35,9 @@ impl TtyAgent {
         }
         let mut child = Command::new("pkttyagent")
             .args(["--process", &std::process::id().to_string()])
-            .args(["--notify-fd", "1", "--fallback"])
+            // Not --fallback: polkit consults a fallback agent only for a subject in a
+            // login session, and a client without logind has none.
+            .args(["--notify-fd", "1"])
             .stdin(Stdio::inherit())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -140,3 +140,57 @@ async fn authorize<B>(
     req.extensions_mut().insert(permission);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::auth::polkit::Polkit;
+
+    fn request(peer: Peer, method: &str) -> http::Request<()> {
+        let mut req = http::Request::builder()
+            .uri(method)
+            .body(())
+            .expect("request");
+        req.extensions_mut().insert(ConnInfo {
+            peer,
+            login: None,
+            polkit: None,
+        });
+        req
+    }
+
+    #[tokio::test]
+    async fn under_the_polkit_access_driver_remote_callers_are_refused_before_polkit() {
+        // No bus is reachable here: the refusal must come before any question to polkit.
+        let driver = Arc::new(AccessDriver {
+            polkit: Arc::new(Polkit::new()),
+            connect_driver: "Test",
+        });
+        let tls = Peer::Tls {
+            addr: SocketAddr::from(([192, 0, 2, 7], 50412)),
+            dn: Some("CN=client1".into()),
+        };
+        let mut req = request(tls, "/vmgate.v1.Domain/List");
+        let status = authorize(&mut req, Some(driver))
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::PermissionDenied);
+        assert!(
+            status
+                .message()
+                .contains("polkit can only judge local processes"),
+            "{}",
+            status.message()
+        );
+        let tls = Peer::Tls {
+            addr: SocketAddr::from(([192, 0, 2, 7], 50412)),
+            dn: Some("CN=client1".into()),
+        };
+        let mut req = request(tls, "/vmgate.v1.Domain/List");
+        authorize(&mut req, None)
+            .await
+            .expect("allowed without the driver");
+    }
+}

@@ -66,6 +66,7 @@ pub struct DomainView {
     pub autostart: bool,
     pub memory_mib: u64,
     pub vcpus: u32,
+    /// Zero in `list`'s views, which do not show it.
     pub cpu_time: Duration,
     /// Where the console listens, while the guest runs with one.
     pub display: Option<ConsoleAddress>,
@@ -139,6 +140,16 @@ impl Slot {
     }
 
     pub(super) fn view(&self) -> DomainView {
+        self.view_with(true)
+    }
+
+    /// The view without the CPU time, which costs a read of `/proc` per running QEMU
+    /// guest and which `list` does not show.
+    fn summary(&self) -> DomainView {
+        self.view_with(false)
+    }
+
+    fn view_with(&self, cpu_time: bool) -> DomainView {
         let d = self.data();
         let def = d.run.as_ref().map_or(&d.def, |run| &run.def);
         DomainView {
@@ -156,6 +167,7 @@ impl Slot {
             cpu_time: d
                 .run
                 .as_ref()
+                .filter(|_| cpu_time)
                 .map(|run| run.guest.cpu_time())
                 .unwrap_or_default(),
             display: d
@@ -270,7 +282,7 @@ impl Manager {
             .inventory()
             .by_uuid
             .values()
-            .map(|slot| slot.view())
+            .map(|slot| slot.summary())
             .filter(|v| match filter {
                 ListFilter::All => true,
                 ListFilter::Active => v.state.is_active(),
