@@ -345,6 +345,42 @@ impl From<Output> for CliOutput {
     }
 }
 
+/// `vmgate -c URI ARGS` with stdin `input`, a HOME of its own (so no auth file of the
+/// user's is found) and `auth` as `VMGATE_AUTH_FILE` when given: for SASL logins.
+pub fn vmgate_login(
+    uri: &str,
+    auth: Option<&Path>,
+    args: &[&str],
+    input: Option<&str>,
+) -> CliOutput {
+    let home = tempfile::tempdir().expect("home");
+    let mut cmd = Command::new(bins::vmgate());
+    cmd.arg("-c")
+        .arg(uri)
+        .args(args)
+        .env_remove("VMGATE_DEFAULT_URI")
+        .env_remove("VMGATE_AUTH_FILE")
+        .env_remove("XDG_CONFIG_HOME")
+        .env("HOME", home.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    if let Some(auth) = auth {
+        cmd.env("VMGATE_AUTH_FILE", auth);
+    }
+    let mut child = cmd.spawn().expect("spawn vmgate");
+    if let Some(text) = input
+        && let Some(mut pipe) = child.stdin.take()
+    {
+        pipe.write_all(text.as_bytes()).expect("stdin");
+    }
+    child.wait_with_output().expect("vmgate").into()
+}
+
 /// Runs the CLI with exactly `args`.
 pub fn run_vmgate(args: &[&str], stdin: Option<&str>) -> CliOutput {
     let mut child = Command::new(bins::vmgate())

@@ -7,14 +7,14 @@
 use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
 };
 
 use tonic::Code;
 use vmgate_proto::v1::{
     Empty, ListRequest, SaslStart, auth_client::AuthClient, domain_client::DomainClient,
 };
-use vmgate_tests::{CliOutput, TestDaemon, bins, pki, require_tool};
+use vmgate_tests::{TestDaemon, bins, pki, require_tool, vmgate_login};
 
 /// A daemon that already has the users alice (password `alice-pw`) and bob (`bob-pw`),
 /// restarted with `extra` in its config.
@@ -45,37 +45,6 @@ fn auth_file(dir: &Path, entries: &[(&str, &str, &str)], mode: u32) -> PathBuf {
     path
 }
 
-/// `vmgate -c URI ARGS` with the auth file `auth` (and a HOME without one), stdin `input`.
-fn cli(uri: &str, auth: Option<&Path>, args: &[&str], input: Option<&str>) -> CliOutput {
-    let home = tempfile::tempdir().expect("home");
-    let mut cmd = Command::new(bins::vmgate());
-    cmd.arg("-c")
-        .arg(uri)
-        .args(args)
-        .env_remove("VMGATE_DEFAULT_URI")
-        .env_remove("VMGATE_AUTH_FILE")
-        .env_remove("XDG_CONFIG_HOME")
-        .env("HOME", home.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-    if let Some(auth) = auth {
-        cmd.env("VMGATE_AUTH_FILE", auth);
-    }
-    let mut child = cmd.spawn().expect("spawn vmgate");
-    if let Some(text) = input
-        && let Some(mut pipe) = child.stdin.take()
-    {
-        use std::io::Write;
-        pipe.write_all(text.as_bytes()).expect("stdin");
-    }
-    child.wait_with_output().expect("vmgate").into()
-}
-
 fn logins(d: &TestDaemon) -> usize {
     d.log().matches("API SASL login user=").count()
 }
@@ -85,7 +54,7 @@ fn the_unix_socket_logs_in_from_the_auth_file_once_per_connection() {
     let d = daemon_with_users("auth_unix_rw = \"sasl\"\n");
     let uri = d.uri();
 
-    let none = cli(&uri, None, &["list", "--all"], None);
+    let none = vmgate_login(&uri, None, &["list", "--all"], None);
     assert_eq!(none.code, 1);
     assert!(
         none.err().contains("no credentials for localhost") && none.err().contains("auth.toml"),
@@ -95,20 +64,20 @@ fn the_unix_socket_logs_in_from_the_auth_file_once_per_connection() {
 
     let dir = tempfile::tempdir().expect("dir");
     let readable = auth_file(dir.path(), &[("localhost", "alice", "alice-pw")], 0o644);
-    let out = cli(&uri, Some(&readable), &["list", "--all"], None);
+    let out = vmgate_login(&uri, Some(&readable), &["list", "--all"], None);
     assert!(out.err().contains("chmod 600"), "{}", out.err());
 
     let good = auth_file(dir.path(), &[("localhost", "alice", "alice-pw")], 0o600);
     let before = logins(&d);
     let script = "list --all\ndomstate nosuch\nversion\n";
-    let out = cli(&uri, Some(&good), &[], Some(script));
+    let out = vmgate_login(&uri, Some(&good), &[], Some(script));
     assert!(out.stdout.contains("Name"), "{out:?}");
     assert!(out.stdout.contains("vmgated"), "{out:?}");
     assert_eq!(logins(&d), before + 1, "one login for the whole script");
 
     for (user, pw) in [("alice", "wrong"), ("mallory", "alice-pw")] {
         let bad = auth_file(dir.path(), &[("localhost", user, pw)], 0o600);
-        let out = cli(&uri, Some(&bad), &["list"], None);
+        let out = vmgate_login(&uri, Some(&bad), &["list"], None);
         assert_eq!(out.code, 1);
         assert!(out.err().contains("authentication failed"), "{}", out.err());
     }
@@ -119,7 +88,7 @@ fn the_allowed_username_list_refuses_other_users() {
     let d = daemon_with_users("auth_unix_rw = \"sasl\"\nsasl_allowed_username_list = [\"ali*\"]\n");
     let dir = tempfile::tempdir().expect("dir");
     let bob = auth_file(dir.path(), &[("localhost", "bob", "bob-pw")], 0o600);
-    let out = cli(&d.uri(), Some(&bob), &["list"], None);
+    let out = vmgate_login(&d.uri(), Some(&bob), &["list"], None);
     assert_eq!(out.code, 1);
     assert!(
         out.err().contains("not in sasl_allowed_username_list"),
@@ -127,7 +96,7 @@ fn the_allowed_username_list_refuses_other_users() {
         out.err()
     );
     let alice = auth_file(dir.path(), &[("localhost", "alice", "alice-pw")], 0o600);
-    cli(&d.uri(), Some(&alice), &["list"], None).ok();
+    vmgate_login(&d.uri(), Some(&alice), &["list"], None).ok();
 }
 
 #[test]
@@ -195,7 +164,7 @@ async fn plain_tcp_offers_only_scram_and_nothing_works_before_the_login() {
     let dir = tempfile::tempdir().expect("dir");
     let file = auth_file(dir.path(), &[("127.0.0.1", "alice", "alice-pw")], 0o600);
     let uri = format!("test+tcp://127.0.0.1:{port}/default");
-    let out = cli(&uri, Some(&file), &["list", "--all"], None);
+    let out = vmgate_login(&uri, Some(&file), &["list", "--all"], None);
     out.ok();
     assert!(out.stderr.contains("plain TCP"), "warns: {out:?}");
     drop(d);
@@ -223,10 +192,10 @@ fn tls_with_sasl_needs_the_certificate_and_the_user() {
         "test+tls://localhost:{port}/default?pkipath={}",
         pkipath.display()
     );
-    let none = cli(&uri, None, &["list"], None);
+    let none = vmgate_login(&uri, None, &["list"], None);
     assert!(none.err().contains("no credentials"), "{}", none.err());
     let file = auth_file(dir.path(), &[("localhost", "bob", "bob-pw")], 0o600);
-    let out = cli(&uri, Some(&file), &["list", "--all"], None);
+    let out = vmgate_login(&uri, Some(&file), &["list", "--all"], None);
     out.ok();
     assert!(!out.stderr.contains("plain TCP"), "no warning inside TLS");
     assert!(

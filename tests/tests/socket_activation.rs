@@ -25,7 +25,7 @@ use nix::{
     unistd::Pid,
 };
 use tempfile::TempDir;
-use vmgate_tests::{CliOutput, DAEMON_DEADLINE, bins, pki, require_tool};
+use vmgate_tests::{DAEMON_DEADLINE, bins, pki, require_tool, vmgate_login};
 
 /// One vmgated started the way systemd starts `vmgated.service` with its socket units.
 struct Activated {
@@ -197,37 +197,6 @@ fn unix_uri(socket: &Path) -> String {
     format!("test+unix:///default?socket={}", socket.display())
 }
 
-/// `vmgate -c URI ARGS` with stdin `input`, an empty HOME and the auth file `auth`.
-fn cli(uri: &str, args: &[&str], input: Option<&str>, auth: Option<&Path>) -> CliOutput {
-    let home = tempfile::tempdir().expect("home");
-    let mut cmd = Command::new(bins::vmgate());
-    cmd.arg("-c")
-        .arg(uri)
-        .args(args)
-        .env_remove("VMGATE_DEFAULT_URI")
-        .env_remove("VMGATE_AUTH_FILE")
-        .env_remove("XDG_CONFIG_HOME")
-        .env("HOME", home.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-    if let Some(auth) = auth {
-        cmd.env("VMGATE_AUTH_FILE", auth);
-    }
-    let mut child = cmd.spawn().expect("spawn vmgate");
-    if let Some(text) = input
-        && let Some(mut pipe) = child.stdin.take()
-    {
-        use std::io::Write;
-        pipe.write_all(text.as_bytes()).expect("stdin");
-    }
-    child.wait_with_output().expect("vmgate").into()
-}
-
 #[test]
 fn passed_sockets_are_served_by_their_names_and_left_to_systemd() {
     let dir = temp_dir();
@@ -254,7 +223,7 @@ fn passed_sockets_are_served_by_their_names_and_left_to_systemd() {
     let rw = unix_uri(&rw_path);
     let ro = unix_uri(&ro_path);
     // Ready means serving: the first call after READY=1 is answered.
-    cli(&rw, &["list", "--all"], None, None).ok();
+    vmgate_login(&rw, None, &["list", "--all"], None).ok();
     for own in ["run/vmgate-sock", "run/vmgate-sock-ro"] {
         assert!(!d.path(own).exists(), "{own} bound although passed");
     }
@@ -271,24 +240,24 @@ fn passed_sockets_are_served_by_their_names_and_left_to_systemd() {
     let alpha = d.path("alpha.toml");
     fs::write(&alpha, "name = \"alpha\"\n").expect("write");
     let alpha = alpha.to_str().expect("utf-8");
-    cli(&rw, &["define", alpha], None, None).ok();
+    vmgate_login(&rw, None, &["define", alpha], None).ok();
     let add = ["sasl-user", "add", "alice", "--password-stdin"];
-    cli(&rw, &add, Some("alice-pw\n"), None).ok();
+    vmgate_login(&rw, None, &add, Some("alice-pw\n")).ok();
 
     // Read-only by name: list works, define is refused.
     assert!(
-        cli(&ro, &["list", "--all"], None, None)
+        vmgate_login(&ro, None, &["list", "--all"], None)
             .ok()
             .contains("alpha")
     );
     let beta = d.path("beta.toml");
     fs::write(&beta, "name = \"beta\"\n").expect("write");
-    let refused = cli(&ro, &["define", beta.to_str().expect("utf-8")], None, None);
+    let refused = vmgate_login(&ro, None, &["define", beta.to_str().expect("utf-8")], None);
     assert!(refused.err().contains("read-only"), "{refused:?}");
 
     // Plain TCP: the SASL login is required, and works.
     let tcp_uri = format!("test+tcp://127.0.0.1:{port}/default");
-    let anonymous = cli(&tcp_uri, &["list", "--all"], None, None);
+    let anonymous = vmgate_login(&tcp_uri, None, &["list", "--all"], None);
     assert!(anonymous.err().contains("no credentials"), "{anonymous:?}");
     let auth = d.path("auth.toml");
     fs::write(
@@ -297,7 +266,7 @@ fn passed_sockets_are_served_by_their_names_and_left_to_systemd() {
     )
     .expect("write the auth file");
     pki::set_mode(&auth, 0o600);
-    let listed = cli(&tcp_uri, &["list", "--all"], None, Some(&auth));
+    let listed = vmgate_login(&tcp_uri, Some(&auth), &["list", "--all"], None);
     assert!(listed.ok().contains("alpha"), "{listed:?}");
     assert!(d.log().contains("API SASL login user=\"alice\""));
 
@@ -326,7 +295,7 @@ fn without_activation_ready_comes_once_the_own_sockets_answer() {
         std::os::unix::net::UnixStream::connect(&rw).is_ok(),
         "READY=1 before the socket was bound"
     );
-    cli(&unix_uri(&rw), &["list"], None, None).ok();
+    vmgate_login(&unix_uri(&rw), None, &["list"], None).ok();
     assert!(d.log().contains("vmgated ready"));
     assert!(!d.log().contains("socket activation"), "{}", d.log());
     d.signal(Signal::SIGTERM);
@@ -420,7 +389,7 @@ fn a_passed_tls_socket_serves_tls_with_the_configured_certificate() {
         "test+tls://localhost:{port}/default?pkipath={}",
         pkipath.display()
     );
-    cli(&uri, &["list", "--all"], None, None).ok();
+    vmgate_login(&uri, None, &["list", "--all"], None).ok();
     assert!(d.log().contains("TLS client connected"), "{}", d.log());
     // The UNIX sockets were not passed, so the daemon bound them as configured.
     assert!(d.path("run/vmgate-sock").exists());
