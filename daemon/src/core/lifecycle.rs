@@ -2,7 +2,9 @@
 //! reset, suspend, resume), waiting for a power-off, autostart and the daemon's own stop.
 //! Each operation holds the domain's `op` lock, checks the state machine, asks the driver,
 //! then applies the guest's reported status; a watcher task applies the changes the guest
-//! makes on its own (powering off, crashing).
+//! makes on its own (powering off, crashing, rebooting). Every change is published as a
+//! domain event, and a run is recorded in the store while it lasts (its id, its definition
+//! with the console's port) for a restarted daemon to re-attach to (`reattach`).
 
 use std::{sync::Arc, time::Duration};
 
