@@ -7,7 +7,7 @@ use sqlx::Row;
 use uuid::Uuid;
 use vmgate_config::acl::AclRule;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, row_uuid};
 
 /// A rule with its id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,9 +30,7 @@ impl Store {
         .await?;
         let mut out: HashMap<Uuid, Vec<StoredRule>> = HashMap::new();
         for row in rows {
-            let uuid: String = row.try_get("domain_uuid")?;
-            let uuid = Uuid::parse_str(&uuid)
-                .map_err(|_| StoreError::Corrupt(format!("console_acl domain {uuid:?}")))?;
+            let uuid = row_uuid(&row, "console_acl", "domain_uuid")?;
             out.entry(uuid).or_default().push(stored_rule(&row)?);
         }
         Ok(out)

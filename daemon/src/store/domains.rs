@@ -3,7 +3,7 @@
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{Store, StoreError, now_secs};
+use super::{Store, StoreError, now_secs, row_uuid};
 
 /// One stored definition.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,10 +23,8 @@ impl Store {
                 .await?;
         rows.into_iter()
             .map(|row| {
-                let uuid: String = row.try_get("uuid")?;
                 Ok(DomainRecord {
-                    uuid: Uuid::parse_str(&uuid)
-                        .map_err(|_| StoreError::Corrupt(format!("domain uuid {uuid:?}")))?,
+                    uuid: row_uuid(&row, "domains", "uuid")?,
                     name: row.try_get("name")?,
                     definition: row.try_get("definition")?,
                     autostart: row.try_get::<i64, _>("autostart")? != 0,

@@ -182,6 +182,15 @@ fn redact_url(url: &str) -> String {
     }
 }
 
+/// The UUID in column `column` of `row`; a value that does not parse is corruption,
+/// reported with `table`.
+fn row_uuid(row: &sqlx::any::AnyRow, table: &str, column: &str) -> Result<uuid::Uuid, StoreError> {
+    use sqlx::Row;
+    let text: String = row.try_get(column)?;
+    uuid::Uuid::parse_str(&text)
+        .map_err(|_| StoreError::Corrupt(format!("{table}.{column} {text:?}")))
+}
+
 /// Seconds since the epoch, for row timestamps.
 fn now_secs() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()

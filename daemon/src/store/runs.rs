@@ -5,7 +5,7 @@
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{Store, StoreError, now_secs};
+use super::{Store, StoreError, now_secs, row_uuid};
 
 /// One running guest.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,11 +23,9 @@ impl Store {
             .await?;
         rows.into_iter()
             .map(|row| {
-                let uuid: String = row.try_get("domain_uuid")?;
                 let id: i64 = row.try_get("id")?;
                 Ok(RunRecord {
-                    domain_uuid: Uuid::parse_str(&uuid)
-                        .map_err(|_| StoreError::Corrupt(format!("run uuid {uuid:?}")))?,
+                    domain_uuid: row_uuid(&row, "runs", "domain_uuid")?,
                     id: u32::try_from(id)
                         .map_err(|_| StoreError::Corrupt(format!("run id {id}")))?,
                     definition: row.try_get("definition")?,
