@@ -301,12 +301,7 @@ impl Drop for TestDaemon {
 
 /// Whether `pid` is a live (not zombie) QEMU process.
 pub fn is_qemu(pid: u32) -> bool {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let alive = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .is_some_and(|state| state != "Z");
-    alive
+    vmgated::driver::qemu::process::is_alive(pid)
         && fs::read(format!("/proc/{pid}/cmdline"))
             .is_ok_and(|cmd| cmd.windows(4).any(|w| w == b"qemu"))
 }
