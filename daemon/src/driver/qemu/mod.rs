@@ -13,7 +13,6 @@ pub mod qmp;
 pub mod spawn;
 
 pub use driver::QemuDriver;
-pub use guest::QemuGuest;
 
 #[cfg(test)]
 mod real_qemu_tests;
