@@ -72,6 +72,19 @@ pub struct DaemonConfig {
     pub tls_allowed_dn_list: Option<Vec<String>>,
     /// Globs over SASL user names; unset means not checked, an empty list admits nobody.
     pub sasl_allowed_username_list: Option<Vec<String>>,
+    /// SASL mechanisms offered on API connections with `auth_* = "sasl"`: SCRAM-SHA-256,
+    /// PLAIN, GSSAPI. (vmgate; libvirt takes them from Cyrus SASL's mech_list)
+    pub sasl_mechanisms: Vec<String>,
+    /// Keytab holding the API service key (`<sasl_service>/<host>@REALM`) for GSSAPI; unset
+    /// means the system default keytab (`KRB5_KTNAME`, else /etc/krb5.keytab). (vmgate)
+    pub sasl_keytab: Option<PathBuf>,
+    /// Kerberos service name of API logins: clients ask for `<service>/<host>@REALM`, and
+    /// libvirt's clients for `libvirt/<host>@REALM`. (vmgate)
+    pub sasl_service: String,
+    /// A realm whose principals are named without it (`alice@EXAMPLE.COM` becomes `alice`) in
+    /// `sasl_allowed_username_list` and the API's idea of the user; principals of other
+    /// realms keep `@REALM`. Unset means every principal keeps its realm. (vmgate)
+    pub sasl_local_realm: Option<String>,
     /// Maximum number of concurrent API connections.
     pub max_clients: u32,
     /// Maximum number of API connections still waiting to authenticate.
@@ -111,6 +124,10 @@ impl Default for DaemonConfig {
             tls_no_verify_certificate: false,
             tls_allowed_dn_list: None,
             sasl_allowed_username_list: None,
+            sasl_mechanisms: vec!["SCRAM-SHA-256".to_string(), "PLAIN".to_string()],
+            sasl_keytab: None,
+            sasl_service: "libvirt".to_string(),
+            sasl_local_realm: None,
             max_clients: 5000,
             max_anonymous_clients: 20,
             max_client_requests: 5,

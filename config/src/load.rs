@@ -123,9 +123,14 @@ fn resolve_paths(config: &mut Config, base: &Path) -> Result<(), String> {
     ] {
         resolve(base, path);
     }
-    for path in [&mut d.crl_file, &mut config.qemu.log_dir]
-        .into_iter()
-        .flatten()
+    for path in [
+        &mut d.crl_file,
+        &mut d.sasl_keytab,
+        &mut config.vnc.vnc_sasl_keytab,
+        &mut config.qemu.log_dir,
+    ]
+    .into_iter()
+    .flatten()
     {
         resolve(base, path);
     }

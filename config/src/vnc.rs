@@ -1,5 +1,6 @@
 //! The `[vnc]` section: the per-guest VNC gateways (qemu.conf's `vnc_*` keys plus vmgate's
-//! own SASL mechanism list, ACL default, throttling, lockout and audit retention).
+//! own SASL mechanism list and Kerberos settings, ACL default, throttling, lockout and audit
+//! retention).
 //!
 //! This module owns the schema, the defaults DESIGN.md gives, and the FIPS lookup; checks
 //! across keys and on the certificate directory live in `validate`.
@@ -32,7 +33,8 @@ pub struct VncConfig {
     pub vnc_tls_x509_verify: bool,
     /// VNC password for guests that set none of their own; at most 8 bytes.
     pub vnc_password: Option<Secret>,
-    /// Authenticate console users with SASL (needs `vnc_tls`).
+    /// Authenticate console users with SASL (needs `vnc_tls`, unless GSSAPI is offered: it
+    /// alone has a security layer).
     #[serde(deserialize_with = "boolean::de")]
     pub vnc_sasl: bool,
     /// First TCP port given to a guest console with autoport (display 0 is 5900).
@@ -41,6 +43,17 @@ pub struct VncConfig {
     pub remote_display_port_max: u16,
     /// SASL mechanisms offered on consoles: SCRAM-SHA-256, PLAIN, GSSAPI. (vmgate)
     pub vnc_sasl_mechanisms: Vec<String>,
+    /// Keytab holding the console service key (`<vnc_sasl_service>/<host>@REALM`) for
+    /// GSSAPI; unset means the system default keytab (`KRB5_KTNAME`, else /etc/krb5.keytab).
+    /// (vmgate)
+    pub vnc_sasl_keytab: Option<PathBuf>,
+    /// Kerberos service name of console logins: clients ask for `<service>/<host>@REALM`.
+    /// (vmgate)
+    pub vnc_sasl_service: String,
+    /// A realm whose principals are named without it (`alice@EXAMPLE.COM` becomes `alice`) in
+    /// the console ACL, sessions and audit; principals of other realms keep `@REALM`. Unset
+    /// means every principal keeps its realm. (vmgate)
+    pub vnc_sasl_local_realm: Option<String>,
     /// Whether a guest with no console ACL rules admits (`allow`) or refuses (`deny`)
     /// sessions that present an identity. (vmgate)
     pub vnc_acl_default: AclDefault,
@@ -76,6 +89,9 @@ impl Default for VncConfig {
             remote_display_port_min: 5900,
             remote_display_port_max: 65535,
             vnc_sasl_mechanisms: vec!["SCRAM-SHA-256".to_string(), "PLAIN".to_string()],
+            vnc_sasl_keytab: None,
+            vnc_sasl_service: "vnc".to_string(),
+            vnc_sasl_local_realm: None,
             vnc_acl_default: AclDefault::Allow,
             vnc_max_pending: 20,
             vnc_handshake_timeout_secs: 60,

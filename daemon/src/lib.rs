@@ -69,6 +69,7 @@ pub fn supported() -> Supported {
         vnc_sasl: true,
         sasl: true,
         listen_tcp: true,
+        gssapi: cfg!(feature = "gssapi"),
         ..Supported::none()
     }
 }
@@ -94,6 +95,19 @@ pub enum DaemonError {
     Sasl(String),
     #[error("qemu driver: {0}")]
     QemuDriver(String),
+}
+
+/// The SASL server of API logins (`sasl_mechanisms`, and Kerberos' `sasl_*` keys).
+fn api_sasl_server(
+    daemon: &vmgate_config::DaemonConfig,
+    users: Arc<auth::users::UserDb>,
+) -> Result<auth::sasl::SaslServer, String> {
+    let kerberos = auth::sasl::KerberosService {
+        keytab: daemon.sasl_keytab.clone(),
+        service: daemon.sasl_service.clone(),
+        local_realm: daemon.sasl_local_realm.clone(),
+    };
+    auth::sasl::SaslServer::configured(users, &daemon.sasl_mechanisms, &kerberos)
 }
 
 /// The UNIX sockets whose connections need polkit's yes, if any.
@@ -241,9 +255,7 @@ pub async fn run_with(
             .max(1),
     };
     let polkit = Arc::new(auth::polkit::Polkit::new());
-    let api_mechanisms: Vec<String> = auth::sasl::IMPLEMENTED.map(str::to_owned).to_vec();
-    let api_sasl =
-        auth::sasl::SaslServer::new(users, &api_mechanisms).map_err(DaemonError::Sasl)?;
+    let api_sasl = api_sasl_server(daemon, users).map_err(DaemonError::Sasl)?;
     let listeners = rpc::Listeners {
         unix: sockets,
         tls,

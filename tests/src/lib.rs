@@ -8,6 +8,7 @@ pub mod bins;
 pub mod console;
 pub mod events;
 pub mod guest_image;
+pub mod kdc;
 pub mod peer;
 pub mod pki;
 pub mod polkit;
@@ -348,6 +349,17 @@ pub fn vmgate_login(
     args: &[&str],
     input: Option<&str>,
 ) -> CliOutput {
+    vmgate_login_env(uri, auth, args, input, &[])
+}
+
+/// [`vmgate_login`] with `env` added (a Kerberos credential cache and config).
+pub fn vmgate_login_env(
+    uri: &str,
+    auth: Option<&Path>,
+    args: &[&str],
+    input: Option<&str>,
+    env: &[(String, String)],
+) -> CliOutput {
     let home = tempfile::tempdir().expect("home");
     let mut cmd = Command::new(bins::vmgate());
     cmd.arg("-c")
@@ -357,6 +369,7 @@ pub fn vmgate_login(
         .env_remove("VMGATE_AUTH_FILE")
         .env_remove("XDG_CONFIG_HOME")
         .env("HOME", home.path())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(if input.is_some() {

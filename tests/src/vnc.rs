@@ -109,7 +109,18 @@ pub struct Capture {
 /// Runs `gvnccapture TARGET OUT` under `expect`, answering its password prompt with
 /// `password` (or an empty line). `target` is `HOST:DISPLAY` as `vmgate vncdisplay` prints it.
 pub fn gvnccapture(target: &str, out: &Path, password: Option<&str>) -> Capture {
-    capture(target, out, None, password, None)
+    capture(target, out, None, password, None, &[])
+}
+
+/// [`gvnccapture`] with `env` added: a Kerberos ticket cache and config for GSSAPI,
+/// where gtk-vnc asks for nothing (any user name prompt is answered with an empty line).
+pub fn gvnccapture_env(
+    target: &str,
+    out: &Path,
+    home: Option<&GvncHome>,
+    env: &[(String, String)],
+) -> Capture {
+    capture(target, out, None, None, home, env)
 }
 
 /// [`gvnccapture`] as the user whose home is `home`, with its certificates (VeNCrypt).
@@ -119,7 +130,7 @@ pub fn gvnccapture_as(
     password: Option<&str>,
     home: &GvncHome,
 ) -> Capture {
-    capture(target, out, None, password, Some(home))
+    capture(target, out, None, password, Some(home), &[])
 }
 
 /// [`gvnccapture_as`] logging in as `user` (VeNCrypt X509SASL: gtk-vnc prompts for the
@@ -131,7 +142,7 @@ pub fn gvnccapture_login(
     password: &str,
     home: &GvncHome,
 ) -> Capture {
-    capture(target, out, Some(user), Some(password), Some(home))
+    capture(target, out, Some(user), Some(password), Some(home), &[])
 }
 
 fn capture(
@@ -140,6 +151,7 @@ fn capture(
     user: Option<&str>,
     password: Option<&str>,
     home: Option<&GvncHome>,
+    env: &[(String, String)],
 ) -> Capture {
     let start = Instant::now();
     let dir = tempfile::Builder::new()
@@ -160,6 +172,7 @@ fn capture(
         .env("VNC_PASSWORD", password.unwrap_or_default())
         .env("VNC_USERNAME", user.unwrap_or_default())
         .envs(home.map(GvncHome::env).unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("transcript fd"))
         .stderr(log)

@@ -1,10 +1,14 @@
 //! Logging in to vmgated with SASL when the daemon asks for it (`auth_* = "sasl"`):
 //! the mechanisms the connection offers, the credentials (from the auth file, else typed
 //! at a prompt on the terminal), and the exchange itself through the `Auth` service, with
-//! rsasl's client doing SCRAM-SHA-256 or PLAIN. One login serves the whole connection, so
-//! the shell and stdin mode log in once for many commands.
+//! rsasl's client doing SCRAM-SHA-256 or PLAIN. In builds with the `gssapi` feature a
+//! Kerberos ticket (`kinit`) is used first when the daemon offers GSSAPI, with no prompt;
+//! without a ticket the password mechanisms remain. One login serves the whole
+//! connection, so the shell and stdin mode log in once for many commands.
 
 pub mod auth_file;
+#[cfg(feature = "gssapi")]
+pub mod gssapi;
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -80,10 +84,18 @@ pub async fn login(
     if offer.mechanisms.is_empty() {
         return Err(LoginError::Refused(offer.refusal.clone()));
     }
-    let Some(mechanism) = SPOKEN
+    let spoken = SPOKEN
         .iter()
-        .find(|m| offer.mechanisms.iter().any(|o| o == *m))
-    else {
+        .find(|m| offer.mechanisms.iter().any(|o| o == *m));
+    #[cfg(feature = "gssapi")]
+    if offer.mechanisms.iter().any(|m| m == "GSSAPI") {
+        match gssapi::user_credential() {
+            Ok(_) => return kerberos_login(&mut auth, offer, target).await.map(Some),
+            Err(why) if spoken.is_none() => return Err(LoginError::Sasl(why)),
+            Err(_) => {}
+        }
+    }
+    let Some(mechanism) = spoken else {
         return Err(LoginError::NoMechanism(offer.mechanisms.join(", ")));
     };
     let credentials = credentials(target)?;
@@ -140,6 +152,47 @@ pub async fn login(
             .into_inner();
     }
     Err(LoginError::Sasl("the exchange did not end".into()))
+}
+
+/// A GSSAPI login with the user's Kerberos ticket, for the service the daemon named.
+#[cfg(feature = "gssapi")]
+async fn kerberos_login(
+    auth: &mut AuthClient<ApiChannel>,
+    offer: &MechanismList,
+    target: &LoginTarget<'_>,
+) -> Result<String, LoginError> {
+    let service = match offer.gssapi_service.as_str() {
+        "" => "libvirt",
+        named => named,
+    };
+    let sasl = LoginError::Sasl;
+    let mut initiator =
+        gssapi::Initiator::new(service, target.host, gssapi::LAYER_NONE).map_err(sasl)?;
+    let first = initiator.step(None).map_err(sasl)?;
+    let mut reply = auth
+        .start(SaslStart {
+            mechanism: "GSSAPI".to_owned(),
+            has_data: first.is_some(),
+            data: first.unwrap_or_default(),
+        })
+        .await?
+        .into_inner();
+    // The context takes one or two round trips, the layer negotiation one more.
+    for _ in 0..6 {
+        if reply.complete {
+            return Ok(reply.user);
+        }
+        let server = reply.has_data.then_some(reply.data.as_slice());
+        let out = initiator.step(server).map_err(sasl)?;
+        reply = auth
+            .step(SaslStep {
+                has_data: out.is_some(),
+                data: out.unwrap_or_default(),
+            })
+            .await?
+            .into_inner();
+    }
+    Err(LoginError::Sasl("the Kerberos exchange did not end".into()))
 }
 
 /// The credentials: the auth file's, else typed at the terminal.

@@ -55,6 +55,10 @@ fn defaults_are_the_ones_in_design_md() {
     assert!(!d.tls_no_verify_certificate);
     assert_eq!(d.tls_allowed_dn_list, None);
     assert_eq!(d.sasl_allowed_username_list, None);
+    assert_eq!(d.sasl_mechanisms, ["SCRAM-SHA-256", "PLAIN"]);
+    assert_eq!(d.sasl_keytab, None);
+    assert_eq!(d.sasl_service, "libvirt");
+    assert_eq!(d.sasl_local_realm, None);
     assert_eq!(d.max_clients, 5000);
     assert_eq!(d.max_anonymous_clients, 20);
     assert_eq!(d.max_client_requests, 5);
@@ -78,6 +82,9 @@ fn defaults_are_the_ones_in_design_md() {
     assert_eq!(v.remote_display_port_min, 5900);
     assert_eq!(v.remote_display_port_max, 65535);
     assert_eq!(v.vnc_sasl_mechanisms, ["SCRAM-SHA-256", "PLAIN"]);
+    assert_eq!(v.vnc_sasl_keytab, None);
+    assert_eq!(v.vnc_sasl_service, "vnc");
+    assert_eq!(v.vnc_sasl_local_realm, None);
     assert_eq!(v.vnc_acl_default, AclDefault::Allow);
     assert_eq!(v.vnc_max_pending, 20);
     assert_eq!(v.vnc_handshake_timeout_secs, 60);
@@ -116,6 +123,10 @@ listen_addr = "::"
 access_drivers = ["polkit"]
 tls_allowed_dn_list = ["C=GB,*"]
 sasl_allowed_username_list = []
+sasl_mechanisms = ["GSSAPI", "SCRAM-SHA-256"]
+sasl_keytab = "/etc/vmgate/krb5.keytab"
+sasl_service = "vmgate"
+sasl_local_realm = "EXAMPLE.COM"
 keepalive_interval = -1
 
 [storage]
@@ -124,6 +135,9 @@ database_url = "postgres://vmgate@db/vmgate"
 [vnc]
 vnc_password = "pw"
 vnc_sasl_mechanisms = ["GSSAPI"]
+vnc_sasl_keytab = "/etc/vmgate/vnc.keytab"
+vnc_sasl_service = "console"
+vnc_sasl_local_realm = "CORP.EXAMPLE.COM"
 vnc_acl_default = "deny"
 
 [qemu]
@@ -153,6 +167,23 @@ group = "kvm"
     );
     assert_eq!(c.vnc.vnc_password.as_ref().map(|s| s.expose()), Some("pw"));
     assert_eq!(c.vnc.vnc_acl_default, AclDefault::Deny);
+    assert_eq!(c.daemon.sasl_mechanisms, ["GSSAPI", "SCRAM-SHA-256"]);
+    assert_eq!(
+        c.daemon.sasl_keytab.as_deref(),
+        Some(Path::new("/etc/vmgate/krb5.keytab"))
+    );
+    assert_eq!(c.daemon.sasl_service, "vmgate");
+    assert_eq!(c.daemon.sasl_local_realm.as_deref(), Some("EXAMPLE.COM"));
+    assert_eq!(c.vnc.vnc_sasl_mechanisms, ["GSSAPI"]);
+    assert_eq!(
+        c.vnc.vnc_sasl_keytab.as_deref(),
+        Some(Path::new("/etc/vmgate/vnc.keytab"))
+    );
+    assert_eq!(c.vnc.vnc_sasl_service, "console");
+    assert_eq!(
+        c.vnc.vnc_sasl_local_realm.as_deref(),
+        Some("CORP.EXAMPLE.COM")
+    );
     assert_eq!(c.qemu.group.as_deref(), Some("kvm"));
 }
 
@@ -298,10 +329,12 @@ key_file = "pki/key.pem"
 cert_file = "/abs/cert.pem"
 ca_file = "ca.pem"
 crl_file = "crl.pem"
+sasl_keytab = "krb5.keytab"
 [storage]
 database_url = "sqlite://db/vmgate.db?mode=rwc"
 [vnc]
 vnc_tls_x509_cert_dir = "vnc-pki"
+vnc_sasl_keytab = "../keytabs/vnc.keytab"
 [qemu]
 log_dir = "logs"
 "#,
@@ -325,6 +358,14 @@ log_dir = "logs"
     assert_eq!(
         c.vnc.vnc_tls_x509_cert_dir,
         Path::new("/etc/vmgate/vnc-pki")
+    );
+    assert_eq!(
+        c.daemon.sasl_keytab.as_deref(),
+        Some(Path::new("/etc/vmgate/krb5.keytab"))
+    );
+    assert_eq!(
+        c.vnc.vnc_sasl_keytab.as_deref(),
+        Some(Path::new("/etc/vmgate/../keytabs/vnc.keytab"))
     );
     assert_eq!(
         c.qemu.log_dir.as_deref(),

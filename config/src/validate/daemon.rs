@@ -1,18 +1,21 @@
 //! Rules for `[daemon]`: driver and feature availability, sockets and their permissions,
-//! authentication per transport, TLS files and allowlists, client limits and keepalive.
+//! authentication per transport, SASL mechanisms and Kerberos settings, TLS files and
+//! allowlists, client limits and keepalive.
 
 use crate::Config;
+use crate::daemon::DaemonConfig;
 use crate::diag::Report;
 use crate::domain::check_socket_path;
 use crate::values::{AccessDriver, AuthKind, DriverKind};
 
 use super::files::{check_private_key, check_readable};
-use super::{Supported, check_nonzero, not_available};
+use super::{Supported, check_nonzero, not_available, sasl};
 
 pub(super) fn check(cfg: &Config, supported: &Supported, report: &mut Report) {
     check_driver(cfg, supported, report);
     check_sockets(cfg, supported, report);
     check_listeners(cfg, supported, report);
+    check_sasl(cfg, supported, report);
     if cfg.daemon.listen_tls && supported.listen_tls {
         check_tls(cfg, report);
     }
@@ -173,7 +176,7 @@ fn check_listeners(cfg: &Config, supported: &Supported, report: &mut Report) {
             supported,
             "set listen_tcp = false",
         );
-        check_tcp_security(cfg, supported, report);
+        check_tcp_security(cfg, report);
         if d.tcp_port == 0 {
             report.warn(
                 "daemon.tcp_port",
@@ -198,10 +201,7 @@ fn check_listeners(cfg: &Config, supported: &Supported, report: &mut Report) {
              refused; use access_drivers = [] to serve remote clients",
         );
     }
-    let sasl_used = [d.auth_unix_ro, d.auth_unix_rw].contains(&AuthKind::Sasl)
-        || (d.listen_tcp && d.auth_tcp == AuthKind::Sasl)
-        || (d.listen_tls && d.auth_tls == AuthKind::Sasl);
-    if sasl_used
+    if !sasl_transports(d).is_empty()
         && d.sasl_allowed_username_list
             .as_ref()
             .is_some_and(Vec::is_empty)
@@ -214,7 +214,67 @@ fn check_listeners(cfg: &Config, supported: &Supported, report: &mut Report) {
     }
 }
 
-fn check_tcp_security(cfg: &Config, supported: &Supported, report: &mut Report) {
+/// The `auth_*` keys whose transport is on and asks for SASL. `auth_tcp` and `auth_tls`
+/// count only with their listener on (socket activation turns `listen_*` on before the
+/// config is validated).
+fn sasl_transports(d: &DaemonConfig) -> Vec<&'static str> {
+    [
+        ("auth_unix_ro", d.auth_unix_ro, true),
+        ("auth_unix_rw", d.auth_unix_rw, true),
+        ("auth_tcp", d.auth_tcp, d.listen_tcp),
+        ("auth_tls", d.auth_tls, d.listen_tls),
+    ]
+    .into_iter()
+    .filter(|&(_, auth, on)| on && auth == AuthKind::Sasl)
+    .map(|(name, _, _)| name)
+    .collect()
+}
+
+fn check_sasl(cfg: &Config, supported: &Supported, report: &mut Report) {
+    let d = &cfg.daemon;
+    let key = "daemon.sasl_mechanisms";
+    let keytab = d.sasl_keytab.as_deref();
+    sasl::check_mechanism_names(report, key, &d.sasl_mechanisms);
+    sasl::check_service(report, "daemon.sasl_service", &d.sasl_service, "libvirt");
+    sasl::check_local_realm(
+        report,
+        "daemon.sasl_local_realm",
+        d.sasl_local_realm.as_deref(),
+    );
+    sasl::check_keytab_key(report, "daemon.sasl_keytab", keytab);
+    let transports = sasl_transports(d);
+    let Some(first) = transports.first() else {
+        return;
+    };
+    if d.sasl_mechanisms.is_empty() {
+        report.error(
+            key,
+            format!(
+                "is empty while {first} = \"sasl\", so nobody could log in; list \
+                 \"SCRAM-SHA-256\" and/or \"PLAIN\""
+            ),
+        );
+        return;
+    }
+    let has_gssapi = sasl::lists_gssapi(&d.sasl_mechanisms);
+    if has_gssapi && !supported.gssapi {
+        report.error(key, sasl::gssapi_not_available());
+    }
+    if transports.contains(&"auth_tcp") && d.sasl_mechanisms.iter().all(|m| m == sasl::GSSAPI) {
+        report.warn(
+            key,
+            "lists only \"GSSAPI\", which is not offered on plain TCP (its security layer \
+             cannot wrap HTTP/2), so nobody can log in over listen_tcp; use TLS \
+             (listen_tls, qemu+tls://), or also list \"SCRAM-SHA-256\" for test setups",
+        );
+    }
+    // GSSAPI is never offered on plain TCP, so only the other transports read the keytab.
+    if has_gssapi && supported.gssapi && transports.iter().any(|&t| t != "auth_tcp") {
+        sasl::check_keytab_file(report, "daemon.sasl_keytab", keytab);
+    }
+}
+
+fn check_tcp_security(cfg: &Config, report: &mut Report) {
     let d = &cfg.daemon;
     match d.auth_tcp {
         AuthKind::None => report.warn(
@@ -222,12 +282,15 @@ fn check_tcp_security(cfg: &Config, supported: &Supported, report: &mut Report) 
             "is \"none\" with listen_tcp = true, so anyone who can reach tcp_port gets full \
              control; set auth_tcp = \"sasl\" or use listen_tls instead",
         ),
-        AuthKind::Sasl if d.tcp_min_ssf > 0 && !supported.gssapi => report.error(
+        // GSSAPI's layer cannot wrap HTTP/2 and SCRAM has none, so no API login on plain
+        // TCP ever reaches a security strength above 0.
+        AuthKind::Sasl if d.tcp_min_ssf > 0 => report.error(
             "daemon.tcp_min_ssf",
             format!(
-                "{} needs a SASL security layer, which only GSSAPI gives, and this build has \
-                 no GSSAPI (SCRAM-SHA-256 has none), so nobody could log in over TCP; use \
-                 listen_tls, or set tcp_min_ssf = 0 for test setups only",
+                "{} needs a SASL security layer, and none can wrap the API's HTTP/2 stream \
+                 (SCRAM-SHA-256 has none; GSSAPI is offered only on UNIX sockets and TLS), \
+                 so nobody could log in over TCP; use listen_tls, or set tcp_min_ssf = 0 \
+                 for test setups only",
                 d.tcp_min_ssf
             ),
         ),

@@ -1,6 +1,7 @@
 //! File checks for features that are turned on: the file exists, is a regular file, is
 //! readable by the user running the check, and, for private keys, is not readable by other
-//! users (error) or by its group (warning).
+//! users (error) or by its group (warning); for other secrets (Kerberos keytabs), any access
+//! by group or others is a warning.
 //!
 //! Owns only reading metadata and opening files; it never changes them.
 
@@ -19,6 +20,8 @@ pub(super) fn check_readable(report: &mut Report, key: &str, path: &Path, fix: &
         Err(e) if e.kind() == ErrorKind::NotFound => format!("{shown} does not exist"),
         Err(e) => format!("{shown} cannot be examined ({e})"),
         Ok(meta) if meta.is_dir() => format!("{shown} is a directory, not a file"),
+        // opening a FIFO would block the check, and a socket or device is no config file
+        Ok(meta) if !meta.is_file() => format!("{shown} is not a regular file"),
         Ok(_) => match File::open(path) {
             Ok(_) => return true,
             Err(e) if e.kind() == ErrorKind::PermissionDenied => {
@@ -55,6 +58,28 @@ pub(super) fn check_private_key(report: &mut Report, key: &str, path: &Path, fix
             format!(
                 "private key {shown} is readable by its group (mode {mode:04o}); \
                  run chmod 0600 {shown} unless that group is meant to read it"
+            ),
+        );
+    }
+}
+
+/// Like [`check_readable`], and then a warning when its group or others have any access: for
+/// secrets the daemon's user alone should hold, such as a keytab.
+pub(super) fn check_secret_file(report: &mut Report, key: &str, path: &Path, fix: &str) {
+    if !check_readable(report, key, path, fix) {
+        return;
+    }
+    let Ok(meta) = fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        let shown = path.display();
+        report.warn(
+            key,
+            format!(
+                "{shown} is readable by group or others (mode {mode:04o}), and whoever reads \
+                 it can pose as the service; chmod 600 it"
             ),
         );
     }

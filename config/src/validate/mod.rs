@@ -10,6 +10,7 @@
 
 mod daemon;
 mod files;
+mod sasl;
 mod vnc;
 
 use crate::Config;
@@ -112,5 +113,7 @@ pub(crate) fn check_nonzero(report: &mut Report, key: &str, value: u64, why: &st
     }
 }
 
+#[cfg(test)]
+mod gssapi_tests;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! Rules for `[vnc]`, `[storage]` and `[qemu]`: console listen address, TLS certificate
-//! directory, passwords (length, FIPS), SASL and its mechanisms, port range, throttling
-//! limits, the database URL and the emulator.
+//! directory, passwords (length, FIPS), SASL (its mechanisms, Kerberos settings, and which
+//! mechanisms may go without TLS), port range, throttling limits, the database URL and the
+//! emulator.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -10,10 +11,7 @@ use crate::diag::Report;
 use crate::values::DriverKind;
 
 use super::files::{check_private_key, check_readable};
-use super::{Supported, check_nonzero, not_available};
-
-/// SASL mechanisms vmgate knows for consoles.
-pub(crate) const KNOWN_MECHANISMS: [&str; 3] = ["SCRAM-SHA-256", "PLAIN", "GSSAPI"];
+use super::{Supported, check_nonzero, not_available, sasl};
 
 /// The lowest console port: display 0.
 const VNC_BASE_PORT: u16 = 5900;
@@ -128,29 +126,15 @@ fn check_password(cfg: &Config, supported: &Supported, report: &mut Report) {
 fn check_sasl(cfg: &Config, supported: &Supported, report: &mut Report) {
     let v = &cfg.vnc;
     let key = "vnc.vnc_sasl_mechanisms";
-    for (i, mech) in v.vnc_sasl_mechanisms.iter().enumerate() {
-        if !KNOWN_MECHANISMS.contains(&mech.as_str()) {
-            let hint = match KNOWN_MECHANISMS
-                .iter()
-                .find(|k| k.eq_ignore_ascii_case(mech))
-            {
-                Some(k) => format!("write \"{k}\" (mechanism names are upper case)"),
-                None => format!(
-                    "use {}",
-                    KNOWN_MECHANISMS.map(|k| format!("\"{k}\"")).join(", ")
-                ),
-            };
-            report.error(
-                key,
-                format!("\"{mech}\" is not a known SASL mechanism; {hint}"),
-            );
-        } else if v.vnc_sasl_mechanisms[..i].contains(mech) {
-            report.warn(
-                key,
-                format!("lists \"{mech}\" more than once; list it once"),
-            );
-        }
-    }
+    let keytab = v.vnc_sasl_keytab.as_deref();
+    sasl::check_mechanism_names(report, key, &v.vnc_sasl_mechanisms);
+    sasl::check_service(report, "vnc.vnc_sasl_service", &v.vnc_sasl_service, "vnc");
+    sasl::check_local_realm(
+        report,
+        "vnc.vnc_sasl_local_realm",
+        v.vnc_sasl_local_realm.as_deref(),
+    );
+    sasl::check_keytab_key(report, "vnc.vnc_sasl_keytab", keytab);
     if !v.vnc_sasl {
         return;
     }
@@ -160,12 +144,9 @@ fn check_sasl(cfg: &Config, supported: &Supported, report: &mut Report) {
             not_available("SASL on consoles is", "set vnc_sasl = false"),
         );
     }
-    let has_gssapi = v.vnc_sasl_mechanisms.iter().any(|m| m == "GSSAPI");
+    let has_gssapi = sasl::lists_gssapi(&v.vnc_sasl_mechanisms);
     if has_gssapi && !supported.gssapi {
-        report.error(
-            key,
-            not_available("the GSSAPI mechanism is", "remove \"GSSAPI\""),
-        );
+        report.error(key, sasl::gssapi_not_available());
     }
     if v.vnc_sasl_mechanisms.is_empty() {
         report.error(
@@ -174,12 +155,54 @@ fn check_sasl(cfg: &Config, supported: &Supported, report: &mut Report) {
              and/or \"PLAIN\"",
         );
     }
-    let gssapi_only = has_gssapi && supported.gssapi;
-    if !(v.vnc_tls || gssapi_only) {
+    let gssapi = has_gssapi && supported.gssapi;
+    if gssapi {
+        sasl::check_keytab_file(report, "vnc.vnc_sasl_keytab", keytab);
+    }
+    if v.vnc_tls {
+        return;
+    }
+    // Without TLS only GSSAPI, whose security layer wraps the session, may be offered.
+    if !gssapi {
         report.error(
             "vnc.vnc_sasl",
-            "is on without vnc_tls, but SCRAM-SHA-256 and PLAIN need TLS underneath; set \
-             vnc_tls = true, or vnc_sasl = false",
+            format!(
+                "is on without vnc_tls, but SCRAM-SHA-256 and PLAIN need TLS underneath; set \
+                 vnc_tls = true, {}or vnc_sasl = false",
+                if supported.gssapi {
+                    "list only \"GSSAPI\" (Kerberos), "
+                } else {
+                    ""
+                }
+            ),
+        );
+        return;
+    }
+    let mut without_tls: Vec<&str> = Vec::new();
+    for mech in &v.vnc_sasl_mechanisms {
+        if mech != sasl::GSSAPI
+            && sasl::KNOWN_MECHANISMS.contains(&mech.as_str())
+            && !without_tls.contains(&mech.as_str())
+        {
+            without_tls.push(mech);
+        }
+    }
+    if !without_tls.is_empty() {
+        let listed = without_tls
+            .iter()
+            .map(|m| format!("\"{m}\""))
+            .collect::<Vec<_>>()
+            .join(" and ");
+        let (verb, them) = match without_tls.len() {
+            1 => ("is", "it"),
+            _ => ("are", "them"),
+        };
+        report.warn(
+            key,
+            format!(
+                "{listed} {verb} not offered without vnc_tls (only GSSAPI, which has a \
+                 security layer, is); set vnc_tls = true, or remove {them}"
+            ),
         );
     }
 }

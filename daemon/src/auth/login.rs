@@ -15,6 +15,7 @@ use vmgate_config::{AuthKind, DaemonConfig, x509::glob_match};
 use super::{
     Peer,
     sasl::{SaslError, SaslExchange, SaslServer, Step},
+    sasl_layer::LayerPolicy,
 };
 
 /// Failed logins one connection may make before it is refused for good.
@@ -57,7 +58,7 @@ impl LoginPolicy {
                  on the daemon for test setups"
             ));
         }
-        Offer::Mechanisms(self.server.offered_where(false))
+        Offer::Mechanisms(self.server.offered_on_plain_tcp())
     }
 
     /// Whether `user` may log in (`sasl_allowed_username_list`; absent = anyone who
@@ -154,6 +155,11 @@ impl ConnLogin {
         }
     }
 
+    /// The Kerberos service of GSSAPI logins; empty without GSSAPI.
+    pub fn gssapi_service(&self) -> &str {
+        self.policy.server.gssapi_service()
+    }
+
     pub fn offer(&self) -> &Offer {
         &self.offer
     }
@@ -183,7 +189,10 @@ impl ConnLogin {
         if failures >= MAX_FAILURES {
             return Err(LoginError::TooManyFailures);
         }
-        let exchange = self.policy.server.start(mechanism, offered)?;
+        let exchange = self
+            .policy
+            .server
+            .start(mechanism, offered, LayerPolicy::NoneOnly)?;
         *self.lock() = State::Running { exchange, failures };
         self.step(input)
     }

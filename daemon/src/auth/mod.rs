@@ -7,11 +7,14 @@
 //! read-write caller (`auth_tls = "none"`), as libvirtd trusts it.
 
 pub mod access;
+#[cfg(feature = "gssapi")]
+pub mod gssapi;
 mod layer;
 pub mod login;
 pub mod permissions;
 pub mod polkit;
 pub mod sasl;
+pub mod sasl_layer;
 pub mod users;
 
 use std::{fmt, net::SocketAddr};

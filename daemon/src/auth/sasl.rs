@@ -1,8 +1,9 @@
 //! The SASL server vmgate runs for console logins (RFB type 20 and VeNCrypt X509SASL) and
 //! API logins: rsasl with SCRAM-SHA-256 and PLAIN, both checked against the one
-//! [`UserDb`]. [`SaslServer`] holds the rsasl configuration and which mechanisms are
-//! offered; a [`SaslExchange`] is one login, stepped with the client's messages until it
-//! ends with the authenticated user name or a refusal.
+//! [`UserDb`], and, in builds with the `gssapi` feature, Kerberos (GSSAPI) against a
+//! keytab. [`SaslServer`] holds the configuration and which mechanisms are offered; a
+//! [`SaslExchange`] is one login, stepped with the client's messages until it ends with
+//! the authenticated user name (and for GSSAPI perhaps a security layer) or a refusal.
 //!
 //! An unknown user is answered exactly like a wrong password: SCRAM is given a decoy
 //! record whose salt is derived from the name (stable, so asking twice shows nothing),
@@ -22,10 +23,22 @@ use rsasl::{
 };
 use sha2_10::{Digest, Sha256};
 
-use super::users::{SCRAM_ITERATIONS, UserDb};
+#[cfg(feature = "gssapi")]
+use super::gssapi::{GssExchange, GssapiService};
+use super::{
+    sasl_layer::{LayerPolicy, SecurityLayer},
+    users::{SCRAM_ITERATIONS, UserDb},
+};
 
 /// The mechanisms this build implements, strongest first.
-pub const IMPLEMENTED: [&str; 2] = ["SCRAM-SHA-256", "PLAIN"];
+#[cfg(feature = "gssapi")]
+pub const IMPLEMENTED: &[&str] = &["GSSAPI", "SCRAM-SHA-256", "PLAIN"];
+/// The mechanisms this build implements, strongest first.
+#[cfg(not(feature = "gssapi"))]
+pub const IMPLEMENTED: &[&str] = &["SCRAM-SHA-256", "PLAIN"];
+
+/// The one mechanism with a security layer.
+pub const GSSAPI: &str = "GSSAPI";
 
 /// The largest single SASL message accepted from a client (QEMU's limit).
 pub const MAX_MESSAGE: usize = 1024 * 1024;
@@ -138,6 +151,20 @@ pub enum SaslError {
     /// The client's messages did not follow the mechanism.
     #[error("SASL protocol error: {0}")]
     Protocol(String),
+    /// Refused for a reason that is not a guessed secret (a Kerberos ticket that is
+    /// expired, for another service, or undecryptable with the keytab); the text is for
+    /// the log and audit trail.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Where Kerberos logins of one kind (consoles, API) find their key and how they name
+/// principals: the `*_sasl_keytab`, `*_sasl_service` and `*_sasl_local_realm` keys.
+#[derive(Clone, Debug)]
+pub struct KerberosService {
+    pub keytab: Option<std::path::PathBuf>,
+    pub service: String,
+    pub local_realm: Option<String>,
 }
 
 /// The SASL configuration shared by every login of one kind (consoles, API).
@@ -145,10 +172,13 @@ pub struct SaslServer {
     config: Arc<SASLConfig>,
     offered: Vec<String>,
     users: Arc<UserDb>,
+    #[cfg(feature = "gssapi")]
+    gssapi: Option<GssapiService>,
 }
 
 impl SaslServer {
-    /// `offered` is filtered to the implemented mechanisms, keeping the caller's order.
+    /// `offered` is filtered to the implemented mechanisms, keeping the caller's order;
+    /// GSSAPI stays only once [`with_gssapi`](Self::with_gssapi) gives it a service.
     pub fn new(users: Arc<UserDb>, offered: &[String]) -> Result<SaslServer, String> {
         let config = SASLConfig::builder()
             .with_defaults()
@@ -165,7 +195,62 @@ impl SaslServer {
             config,
             offered,
             users,
+            #[cfg(feature = "gssapi")]
+            gssapi: None,
         })
+    }
+
+    /// A server offering `mechanisms`, accepting Kerberos logins as `kerberos` says when
+    /// GSSAPI is among them (and the build has it).
+    pub fn configured(
+        users: Arc<UserDb>,
+        mechanisms: &[String],
+        kerberos: &KerberosService,
+    ) -> Result<SaslServer, String> {
+        let server = SaslServer::new(users, mechanisms)?;
+        #[cfg(feature = "gssapi")]
+        let server = server.with_gssapi(GssapiService::new(
+            kerberos.keytab.clone(),
+            &kerberos.service,
+            kerberos.local_realm.clone(),
+        ))?;
+        #[cfg(not(feature = "gssapi"))]
+        let _ = kerberos;
+        Ok(server)
+    }
+
+    /// Accepts Kerberos logins for `service` when GSSAPI is among the offered mechanisms;
+    /// fails when its keytab cannot be used.
+    #[cfg(feature = "gssapi")]
+    pub fn with_gssapi(mut self, service: GssapiService) -> Result<SaslServer, String> {
+        if self.offers_gssapi() {
+            service.check()?;
+            self.gssapi = Some(service);
+        }
+        Ok(self)
+    }
+
+    /// The Kerberos service name clients get tickets for; empty without GSSAPI.
+    pub fn gssapi_service(&self) -> &str {
+        #[cfg(feature = "gssapi")]
+        if let Some(service) = &self.gssapi {
+            return service.service();
+        }
+        ""
+    }
+
+    /// Whether GSSAPI is offered (and so, in a build with it, a service is set).
+    pub fn offers_gssapi(&self) -> bool {
+        self.offered.iter().any(|m| m == GSSAPI)
+    }
+
+    /// The offered mechanisms that protect a connection without TLS: GSSAPI only.
+    pub fn offered_without_tls(&self) -> Vec<String> {
+        self.offered
+            .iter()
+            .filter(|m| m.as_str() == GSSAPI)
+            .cloned()
+            .collect()
     }
 
     /// The mechanisms offered, in order.
@@ -173,11 +258,12 @@ impl SaslServer {
         &self.offered
     }
 
-    /// The mechanisms offered, minus `PLAIN` when `allow_plain` is false.
-    pub fn offered_where(&self, allow_plain: bool) -> Vec<String> {
+    /// The mechanisms offered on plain TCP to the API: SCRAM only, as PLAIN would send the
+    /// password in the clear and GSSAPI's layer cannot wrap HTTP/2.
+    pub fn offered_on_plain_tcp(&self) -> Vec<String> {
         self.offered
             .iter()
-            .filter(|m| allow_plain || m.as_str() != "PLAIN")
+            .filter(|m| m.as_str() != "PLAIN" && m.as_str() != GSSAPI)
             .cloned()
             .collect()
     }
@@ -186,18 +272,34 @@ impl SaslServer {
         &self.users
     }
 
-    /// Starts a login with the mechanism the client chose among `offered`.
-    pub fn start(&self, mechanism: &str, offered: &[String]) -> Result<SaslExchange, SaslError> {
+    /// Starts a login with the mechanism the client chose among `offered`; a security
+    /// layer, if the mechanism has one, follows `layers`.
+    pub fn start(
+        &self,
+        mechanism: &str,
+        offered: &[String],
+        layers: LayerPolicy,
+    ) -> Result<SaslExchange, SaslError> {
         let not_offered = || SaslError::NotOffered(mechanism.to_owned(), offered.join(","));
         if !offered.iter().any(|m| m == mechanism) {
             return Err(not_offered());
         }
+        #[cfg(feature = "gssapi")]
+        if mechanism == GSSAPI {
+            let service = self.gssapi.as_ref().ok_or_else(not_offered)?;
+            let exchange = service.start(layers).map_err(SaslError::Refused)?;
+            return Ok(SaslExchange {
+                mechanism: Mechanism::Gssapi(Box::new(exchange)),
+                finished: false,
+            });
+        }
+        let _ = layers;
         let name = Mechname::parse(mechanism.as_bytes()).map_err(|_| not_offered())?;
         let session = SASLServer::<LoginUser>::new(self.config.clone())
             .start_suggested(name)
             .map_err(|_| not_offered())?;
         Ok(SaslExchange {
-            session,
+            mechanism: Mechanism::Rsasl(session),
             finished: false,
         })
     }
@@ -212,9 +314,16 @@ pub struct Step {
     pub done: bool,
 }
 
+/// The mechanism a login runs.
+enum Mechanism {
+    Rsasl(Session<LoginUser>),
+    #[cfg(feature = "gssapi")]
+    Gssapi(Box<GssExchange>),
+}
+
 /// One login in progress.
 pub struct SaslExchange {
-    session: Session<LoginUser>,
+    mechanism: Mechanism,
     finished: bool,
 }
 
@@ -224,8 +333,20 @@ impl SaslExchange {
         if self.finished {
             return Err(SaslError::Protocol("the exchange is already over".into()));
         }
+        let session = match &mut self.mechanism {
+            Mechanism::Rsasl(session) => session,
+            #[cfg(feature = "gssapi")]
+            Mechanism::Gssapi(exchange) => {
+                let step = exchange.step(input).map_err(SaslError::Refused);
+                self.finished = !step.as_ref().is_ok_and(|s| !s.done);
+                return step.map(|s| Step {
+                    output: s.output,
+                    done: s.done,
+                });
+            }
+        };
         let mut output = Vec::new();
-        let state = match self.session.step(input, &mut output) {
+        let state = match session.step(input, &mut output) {
             Ok(state) => state,
             // A bad proof or a malformed message both end the exchange as a failure;
             // which one it was is not the client's business.
@@ -251,7 +372,35 @@ impl SaslExchange {
         if !self.finished {
             return Err(SaslError::Protocol("the exchange is not over".into()));
         }
-        self.session.validation().ok_or(SaslError::Failed)
+        match &mut self.mechanism {
+            Mechanism::Rsasl(session) => session.validation().ok_or(SaslError::Failed),
+            #[cfg(feature = "gssapi")]
+            Mechanism::Gssapi(exchange) => {
+                exchange.user().map(str::to_owned).ok_or(SaslError::Failed)
+            }
+        }
+    }
+
+    /// Whether the client may end its messages with any padding byte, not only a NUL:
+    /// gtk-vnc copies one byte past each GSSAPI token, whatever it holds. The byte is
+    /// counted in the length and carries nothing, so dropping it unread is safe.
+    pub fn tolerates_any_padding(&self) -> bool {
+        match &self.mechanism {
+            Mechanism::Rsasl(_) => false,
+            #[cfg(feature = "gssapi")]
+            Mechanism::Gssapi(_) => true,
+        }
+    }
+
+    /// The security layer the login negotiated, taken once; None without one.
+    pub fn take_layer(&mut self) -> Option<Box<dyn SecurityLayer>> {
+        match &mut self.mechanism {
+            Mechanism::Rsasl(_) => None,
+            #[cfg(feature = "gssapi")]
+            Mechanism::Gssapi(exchange) => exchange
+                .take_layer()
+                .map(|layer| Box::new(layer) as Box<dyn SecurityLayer>),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use vmgate_proto::v1::{self as pb, auth_server::Auth};
 
 use crate::auth::{
     login::{ConnLogin, LoginError, Offer},
-    sasl::{SaslError, Step},
+    sasl::{GSSAPI, SaslError, Step},
 };
 
 pub use vmgate_proto::v1::auth_server::AuthServer;
@@ -36,9 +36,8 @@ fn status(e: LoginError) -> Status {
             Status::failed_precondition(e.to_string())
         }
         LoginError::Sasl(SaslError::Protocol(_)) => Status::invalid_argument(e.to_string()),
-        LoginError::Sasl(SaslError::Failed) | LoginError::TooManyFailures => {
-            Status::unauthenticated(e.to_string())
-        }
+        LoginError::Sasl(SaslError::Failed | SaslError::Refused(_))
+        | LoginError::TooManyFailures => Status::unauthenticated(e.to_string()),
     }
 }
 
@@ -71,10 +70,16 @@ impl Auth for AuthService {
             Offer::Mechanisms(m) => (m.clone(), String::new()),
             Offer::Refused(why) => (Vec::new(), why.clone()),
         };
+        let gssapi_service = if mechanisms.iter().any(|m| m == GSSAPI) {
+            login.gssapi_service().to_owned()
+        } else {
+            String::new()
+        };
         Ok(Response::new(pb::MechanismList {
             required: true,
             mechanisms,
             refusal,
+            gssapi_service,
         }))
     }
 

@@ -27,7 +27,7 @@
 //! the rules for that listener hold as usual: TLS needs `key_file`, `cert_file` and
 //! `ca_file` (a passed socket alone cannot serve TLS), and plain TCP is judged by
 //! `auth_tcp` and `tcp_min_ssf` (with the default `auth_tcp = "sasl"`, `tcp_min_ssf` must be
-//! 0, as this build has no SASL mechanism with a security layer). libvirtd too serves
+//! 0, as no SASL security layer can wrap the API's HTTP/2). libvirtd too serves
 //! whatever sockets it is passed, whatever `listen_tls` says.
 
 use std::{

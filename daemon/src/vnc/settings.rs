@@ -7,7 +7,10 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use vmgate_config::{AclDefault, Config, Secret};
 
 use crate::{
-    auth::{sasl::SaslServer, users::UserDb},
+    auth::{
+        sasl::{KerberosService, SaslServer},
+        users::UserDb,
+    },
     tls::TlsError,
 };
 
@@ -103,8 +106,13 @@ impl VncServices {
             None
         };
         let sasl = if vnc.vnc_sasl {
-            let server =
-                SaslServer::new(users, &vnc.vnc_sasl_mechanisms).map_err(ServicesError::Sasl)?;
+            let kerberos = KerberosService {
+                keytab: vnc.vnc_sasl_keytab.clone(),
+                service: vnc.vnc_sasl_service.clone(),
+                local_realm: vnc.vnc_sasl_local_realm.clone(),
+            };
+            let server = SaslServer::configured(users, &vnc.vnc_sasl_mechanisms, &kerberos)
+                .map_err(ServicesError::Sasl)?;
             Some(Arc::new(server))
         } else {
             None

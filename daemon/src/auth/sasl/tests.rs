@@ -1,6 +1,7 @@
 use rsasl::prelude::{SASLClient, SASLConfig};
 
 use super::*;
+use crate::auth::sasl_layer::LayerPolicy;
 use crate::auth::users::make_record;
 
 fn server() -> SaslServer {
@@ -25,7 +26,9 @@ fn login(
     let mut client = SASLClient::new(config)
         .start_suggested(&[name])
         .expect("client start");
-    let mut exchange = server.start(mech, server.offered()).expect("server start");
+    let mut exchange = server
+        .start(mech, server.offered(), LayerPolicy::NoneOnly)
+        .expect("server start");
     let mut sent = Vec::new();
     let mut to_server = Vec::new();
     client.step(None, &mut to_server).expect("client first");
@@ -101,14 +104,37 @@ fn acting_as_another_user_is_refused() {
 #[test]
 fn only_offered_mechanisms_start() {
     let s = server();
-    let no_plain = s.offered_where(false);
+    let no_plain = s.offered_on_plain_tcp();
     assert_eq!(no_plain, ["SCRAM-SHA-256"]);
     assert!(matches!(
-        s.start("PLAIN", &no_plain),
+        s.start("PLAIN", &no_plain, LayerPolicy::NoneOnly),
         Err(SaslError::NotOffered(..))
     ));
     assert!(matches!(
-        s.start("SCRAM-SHA-1", s.offered()),
+        s.start("SCRAM-SHA-1", s.offered(), LayerPolicy::NoneOnly),
         Err(SaslError::NotOffered(..))
     ));
+}
+
+#[test]
+fn gssapi_is_offered_only_where_a_build_and_a_service_allow_it() {
+    let users = Arc::new(UserDb::new(Vec::new()));
+    let offered = [
+        "GSSAPI".to_owned(),
+        "SCRAM-SHA-256".to_owned(),
+        "PLAIN".to_owned(),
+    ];
+    let s = SaslServer::new(users, &offered).expect("server");
+    assert_eq!(s.offered_on_plain_tcp(), ["SCRAM-SHA-256"]);
+    if cfg!(feature = "gssapi") {
+        assert_eq!(s.offered_without_tls(), ["GSSAPI"]);
+        // Offered, but without a service nothing can accept it.
+        assert!(matches!(
+            s.start("GSSAPI", s.offered(), LayerPolicy::NoneOnly),
+            Err(SaslError::NotOffered(..))
+        ));
+    } else {
+        assert!(s.offered_without_tls().is_empty());
+        assert!(!s.offers_gssapi());
+    }
 }

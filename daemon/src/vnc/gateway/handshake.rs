@@ -1,8 +1,10 @@
 //! The server side of the RFB handshake as the gateway speaks it to clients: version
 //! (3.3, 3.7 or 3.8), the security type this console offers (None, VNC password, or
 //! VeNCrypt with its X509 subtypes when consoles use TLS: X509SASL and X509Plain for user
-//! logins), the authentication itself, the console ACL's verdict, and ClientInit. It owns
-//! the stream because VeNCrypt replaces it with a TLS stream halfway.
+//! logins; SASL (type 20) without TLS, where only GSSAPI with its confidentiality layer
+//! is offered), the authentication itself, the console ACL's verdict, and ClientInit. It
+//! owns the stream because VeNCrypt replaces it with a TLS stream halfway, and a SASL
+//! security layer wraps it after the SecurityResult.
 //! It decides nothing about sessions or backends: it reports who the client proved to be,
 //! or why it did not.
 
@@ -10,7 +12,10 @@ use tokio_rustls::TlsAcceptor;
 use vmgate_config::acl::Principal;
 
 use crate::{
-    auth::sasl::SaslServer,
+    auth::{
+        sasl::SaslServer,
+        sasl_layer::{LayerPolicy, LayeredStream, SecurityLayer},
+    },
     driver::ConsoleStream,
     tls,
     vnc::{
@@ -153,10 +158,10 @@ pub async fn authenticate(
     admit: Admit<'_>,
 ) -> Result<(Authenticated, Conn), HandshakeError> {
     let offered = offer.security_type();
-    if offered == SecurityType::Sasl {
-        // SCRAM and PLAIN have no security layer: without TLS the login and everything
-        // after it would cross the network in the clear. Only GSSAPI could be offered
-        // here, and this build has none (the config check refuses vnc_sasl without vnc_tls).
+    // SCRAM and PLAIN have no security layer: without TLS the login and everything after
+    // it would cross the network in the clear, so only GSSAPI is offered there.
+    let without_tls = offer.sasl.map(SaslServer::offered_without_tls);
+    if offered == SecurityType::Sasl && without_tls.as_ref().is_none_or(Vec::is_empty) {
         let reason = "this console's SASL mechanisms need TLS (vnc_tls) underneath";
         refuse(&mut conn, version, reason).await?;
         return Err(HandshakeError::Refused {
@@ -181,6 +186,7 @@ pub async fn authenticate(
         offered
     };
 
+    let mut layer = None;
     let (security, credential, principal, mut conn) = match (chosen, offer.tls) {
         (SecurityType::VeNCrypt, Some(tls)) => {
             let (mut conn, subtype, dn) = start_vencrypt(conn, &offer.subtypes(), tls).await?;
@@ -195,8 +201,11 @@ pub async fn authenticate(
                 }
                 (Subtype::X509Sasl, Some(sasl)) => {
                     let offered = sasl.offered();
-                    let user = login::sasl(&mut conn, version, sasl, offered, security).await?;
-                    (Credential::Login, Some(user))
+                    let layers = LayerPolicy::Any;
+                    let login =
+                        login::sasl(&mut conn, version, sasl, offered, layers, security).await?;
+                    layer = login.layer;
+                    (Credential::Login, Some(login.user))
                 }
                 (Subtype::X509Plain, Some(sasl)) => {
                     let user = login::plain(&mut conn, version, sasl.users(), security).await?;
@@ -208,6 +217,31 @@ pub async fn authenticate(
             admit_or_refuse(&mut conn, version, admit, &principal, security).await?;
             conn.send(&SecurityResult::Ok.encode(version)).await?;
             (security, credential, principal, conn)
+        }
+        (SecurityType::Sasl, None) => {
+            let (security, sasl) = (
+                "sasl",
+                offer.sasl.ok_or(RfbError::Unsupported(
+                    "SASL was chosen but is not set up".into(),
+                ))?,
+            );
+            let offered = without_tls.unwrap_or_default();
+            let layers = LayerPolicy::Confidentiality;
+            let login = login::sasl(&mut conn, version, sasl, &offered, layers, security).await?;
+            if login.layer.is_none() {
+                return Err(RfbError::Unsupported(
+                    "a login without TLS ended without a security layer".into(),
+                )
+                .into());
+            }
+            layer = login.layer;
+            let principal = Principal {
+                user: Some(login.user),
+                dn: None,
+            };
+            admit_or_refuse(&mut conn, version, admit, &principal, security).await?;
+            conn.send(&SecurityResult::Ok.encode(version)).await?;
+            (security, Credential::Login, principal, conn)
         }
         (SecurityType::VncAuth, _) => {
             vnc_auth(&mut conn, version, offer.password, "vnc").await?;
@@ -224,6 +258,9 @@ pub async fn authenticate(
             (security, Credential::Anonymous, Principal::default(), conn)
         }
     };
+    if let Some(layer) = layer {
+        conn = wrap_in_layer(conn, layer);
+    }
     let init = conn.read_array::<{ ClientInit::LEN }>("ClientInit").await?;
     let auth = Authenticated {
         security,
@@ -232,6 +269,16 @@ pub async fn authenticate(
         shared: ClientInit::parse(init).shared,
     };
     Ok((auth, conn))
+}
+
+/// Everything after the SecurityResult crosses the wire wrapped by `layer`, including
+/// what the client already sent.
+fn wrap_in_layer(conn: Conn, layer: Box<dyn SecurityLayer>) -> Conn {
+    let (stream, early) = conn.into_parts();
+    RfbStream::new(
+        Box::new(LayeredStream::new(stream, layer, early)),
+        HANDSHAKE_BUFFER,
+    )
 }
 
 /// Asks the ACL; a refusal is sent to the client and returned with its reason.

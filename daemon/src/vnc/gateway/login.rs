@@ -4,11 +4,15 @@
 //! database, so clients without SASL (TigerVNC) still log in as a user the ACL can judge.
 //!
 //! On a wrong credential the client is sent the failed SecurityResult here; on success
-//! nothing is sent, because the ACL has yet to admit the user.
+//! nothing is sent, because the ACL has yet to admit the user. A GSSAPI login may end
+//! with a security layer, which the caller wraps the stream in once the SecurityResult
+//! has gone out in the clear (as QEMU and gtk-vnc do).
 //!
 //! SASL wire format: server sends `u32 len, mechlist` (comma separated); the client sends
 //! `u32 len (1..=100), mechname`, then `u32 len, data` where a non-empty `data` ends with
-//! a NUL that `len` counts (0 = no data; at most 1 MiB). Each server step is `u32 len,
+//! a NUL that `len` counts (0 = no data; at most 1 MiB). gtk-vnc sends GSSAPI tokens with
+//! whatever byte follows them in its buffer in place of the NUL; QEMU refuses that
+//! ("Missing SASL NUL padding byte"), vmgate drops the byte unread for GSSAPI only. Each server step is `u32 len,
 //! data + NUL` (or `u32 0`) and a `u8` that is 1 when the exchange is complete. Further
 //! client steps use the same `u32 len, data + NUL` form.
 
@@ -18,6 +22,7 @@ use super::handshake::{Conn, HANDSHAKE_BUFFER, HandshakeError};
 use crate::{
     auth::{
         sasl::{MAX_MESSAGE, SaslError, SaslExchange, SaslServer, Step},
+        sasl_layer::{LayerPolicy, SecurityLayer},
         users::UserDb,
     },
     vnc::rfb::{ProtocolVersion, RfbError, SecurityResult},
@@ -55,10 +60,12 @@ async fn read_exact(
     Ok(bytes?)
 }
 
-/// One client SASL message: None for "no data", else the data without its NUL.
+/// One client SASL message: None for "no data", else the data without its NUL (or, with
+/// `any_padding`, without its last byte, whatever it is).
 async fn read_client_data(
     conn: &mut Conn,
     during: &'static str,
+    any_padding: bool,
 ) -> Result<Option<Vec<u8>>, HandshakeError> {
     let len = read_len(conn, during).await?;
     if len == 0 {
@@ -73,7 +80,13 @@ async fn read_client_data(
         .into());
     }
     let mut data = read_exact(conn, len, during).await?;
-    if data.pop() != Some(0) {
+    let padding = data.pop();
+    if let Some(byte @ 1..) = padding
+        && any_padding
+    {
+        tracing::debug!("SASL client data padded with {byte:#04x} instead of a NUL (gtk-vnc)");
+    }
+    if padding != Some(0) && !any_padding {
         return Err(RfbError::Unsupported("SASL client data without its NUL byte".into()).into());
     }
     Ok(Some(data))
@@ -96,11 +109,11 @@ pub fn encode_server_step(data: Option<&[u8]>, complete: bool) -> Vec<u8> {
 }
 
 /// Tells the client its credentials failed and returns the matching error.
-async fn fail(
+async fn fail<T>(
     conn: &mut Conn,
     version: ProtocolVersion,
     security: &'static str,
-) -> Result<String, HandshakeError> {
+) -> Result<T, HandshakeError> {
     conn.send(&SecurityResult::Failed(AUTH_FAILED.into()).encode(version))
         .await?;
     Err(HandshakeError::BadCredentials {
@@ -125,14 +138,22 @@ async fn step(
     }
 }
 
-/// The SASL exchange; returns the user name.
+/// A successful SASL login.
+pub struct SaslLogin {
+    pub user: String,
+    /// The security layer to wrap the connection in after the SecurityResult.
+    pub layer: Option<Box<dyn SecurityLayer>>,
+}
+
+/// The SASL exchange, offering `offered`; a layer may be negotiated as `layers` allows.
 pub async fn sasl(
     conn: &mut Conn,
     version: ProtocolVersion,
     server: &SaslServer,
     offered: &[String],
+    layers: LayerPolicy,
     security: &'static str,
-) -> Result<String, HandshakeError> {
+) -> Result<SaslLogin, HandshakeError> {
     let mechlist = offered.join(",");
     let mut out = u32::try_from(mechlist.len())
         .unwrap_or(u32::MAX)
@@ -152,7 +173,7 @@ pub async fn sasl(
     }
     let name = read_exact(conn, len, "the SASL mechanism name").await?;
     let name = String::from_utf8_lossy(&name).into_owned();
-    let mut exchange = match server.start(&name, offered) {
+    let mut exchange = match server.start(&name, offered, layers) {
         Ok(exchange) => exchange,
         Err(e) => {
             conn.send(&SecurityResult::Failed(e.to_string()).encode(version))
@@ -163,13 +184,22 @@ pub async fn sasl(
             });
         }
     };
-    let mut input = read_client_data(conn, "the SASL start").await?;
+    let any_padding = exchange.tolerates_any_padding();
+    let mut input = read_client_data(conn, "the SASL start", any_padding).await?;
     for _ in 0..MAX_STEPS {
         let (back, result) = step(exchange, input).await;
         exchange = back;
         let reply = match result {
             Ok(reply) => reply,
             Err(SaslError::Failed) => return fail(conn, version, security).await,
+            Err(SaslError::Refused(reason)) => {
+                conn.send(&SecurityResult::Failed(AUTH_FAILED.into()).encode(version))
+                    .await?;
+                return Err(HandshakeError::Refused {
+                    security: Some(security),
+                    reason,
+                });
+            }
             Err(e) => {
                 conn.send(&SecurityResult::Failed(AUTH_FAILED.into()).encode(version))
                     .await?;
@@ -183,11 +213,12 @@ pub async fn sasl(
             };
             conn.send(&encode_server_step(reply.output.as_deref(), true))
                 .await?;
-            return Ok(user);
+            let layer = exchange.take_layer();
+            return Ok(SaslLogin { user, layer });
         }
         conn.send(&encode_server_step(reply.output.as_deref(), false))
             .await?;
-        input = read_client_data(conn, "a SASL step").await?;
+        input = read_client_data(conn, "a SASL step", any_padding).await?;
     }
     Err(RfbError::Unsupported(format!("SASL exchange longer than {MAX_STEPS} steps")).into())
 }
@@ -253,7 +284,17 @@ mod tests {
         let task = tokio::spawn(async move {
             let mut conn: Conn = RfbStream::new(Box::new(ours), HANDSHAKE_BUFFER);
             let offered = server.offered().to_vec();
-            sasl(&mut conn, ProtocolVersion::V3_8, &server, &offered, "test").await
+            let layers = LayerPolicy::Any;
+            sasl(
+                &mut conn,
+                ProtocolVersion::V3_8,
+                &server,
+                &offered,
+                layers,
+                "test",
+            )
+            .await
+            .map(|login| login.user)
         });
         (task, theirs)
     }
