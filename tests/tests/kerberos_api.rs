@@ -1,9 +1,10 @@
 //! Kerberos single sign-on on the API, end to end: a real MIT KDC on loopback, the real
 //! vmgated with `sasl_mechanisms = ["GSSAPI"]` and a `libvirt/localhost` keytab, and the
-//! real `vmgate` CLI using the user's credential cache from `kinit`, with no password.
+//! real `vmgate` CLI using the user's credential cache from `kinit`, with no password, on
+//! the UNIX socket and over mutual TLS (`test+tls://`, as `qemu+tls://`).
 #![cfg(feature = "gssapi")]
 
-use vmgate_tests::{TestDaemon, kdc::Kdc, vmgate_login_env};
+use vmgate_tests::{TestDaemon, kdc::Kdc, pki, require_tool, vmgate_login_env};
 
 /// A daemon whose read-write socket takes GSSAPI logins (and `extra` keys), with the
 /// KDC's krb5.conf; returns it with the Kerberos environment it runs in.
@@ -51,6 +52,62 @@ fn a_ticket_logs_in_without_a_password_and_the_allowlist_sees_the_principal() {
     assert_eq!(out.code, 1, "{out:#?}");
     assert!(
         out.stderr.contains("bob@TEST.LOCAL") && out.stderr.contains("sasl_allowed_username_list"),
+        "{out:#?}"
+    );
+}
+
+#[test]
+fn tls_clients_log_in_with_their_ticket_on_top_of_the_certificate() {
+    let Some(kdc) = Kdc::start() else { return };
+    if !require_tool("certtool", "gnutls-bin") {
+        return;
+    }
+    kdc.add_user("alice", "alicepw");
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = pki::Ca::new(&dir.path().join("ca"), "vmgate Test CA");
+    let server = ca.server("server", &["localhost"]);
+    let client = ca.client("client1", "client1");
+    let pkipath = ca.pkipath(&client, &dir.path().join("pki"));
+    let port = pki::free_port();
+    let keytab = kdc.add_service("libvirt/localhost", "libvirt.keytab");
+    let config = format!(
+        "listen_tls = true\nlisten_addr = \"127.0.0.1\"\ntls_port = {port}\nauth_tls = \"sasl\"\n\
+         key_file = \"{}\"\ncert_file = \"{}\"\nca_file = \"{}\"\n\
+         sasl_mechanisms = [\"GSSAPI\", \"SCRAM-SHA-256\"]\nsasl_keytab = \"{}\"\n",
+        server.key.display(),
+        server.cert.display(),
+        ca.cert.display(),
+        keytab.display()
+    );
+    let env = kdc.server_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let d = TestDaemon::start_with_env(&config, &env);
+    let uri = format!(
+        "test+tls://localhost:{port}/default?pkipath={}",
+        pkipath.display()
+    );
+
+    let ticket = kdc.kinit("alice", "alicepw", None);
+    let out = vmgate_login_env(
+        &uri,
+        None,
+        &["list", "--all"],
+        None,
+        &kdc.client_env(&ticket),
+    );
+    assert_eq!(out.code, 0, "{out:#?}\n{}", d.log());
+    assert!(
+        d.log().contains("API SASL login user=\"alice@TEST.LOCAL\""),
+        "{}",
+        d.log()
+    );
+    // Without a ticket the password mechanism is still there, so the CLI falls back to
+    // it and, with no terminal and no auth file, says what is missing.
+    let none = kdc.dir().join("no-such-ccache");
+    let out = vmgate_login_env(&uri, None, &["list"], None, &kdc.client_env(&none));
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(
+        out.stderr.contains("no credentials for localhost"),
         "{out:#?}"
     );
 }

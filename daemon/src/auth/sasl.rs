@@ -333,6 +333,8 @@ impl SaslExchange {
         if self.finished {
             return Err(SaslError::Protocol("the exchange is already over".into()));
         }
+        // Without the gssapi feature the match has a single arm.
+        #[allow(clippy::infallible_destructuring_match)]
         let session = match &mut self.mechanism {
             Mechanism::Rsasl(session) => session,
             #[cfg(feature = "gssapi")]

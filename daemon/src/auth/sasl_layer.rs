@@ -57,8 +57,10 @@ pub enum LayerPolicy {
 pub struct LayeredStream<S> {
     inner: S,
     layer: Box<dyn SecurityLayer>,
-    /// Wire bytes read but not yet unwrapped (at most one packet and its length).
+    /// Wire bytes read but not yet unwrapped, in `incoming[..filled]`: at most one packet
+    /// and its length (plus, at the start, what arrived with the login). Allocated once.
     incoming: Vec<u8>,
+    filled: usize,
     /// Unwrapped bytes not yet read by the caller, from `plain_at` on.
     plain: Vec<u8>,
     plain_at: usize,
@@ -70,10 +72,13 @@ pub struct LayeredStream<S> {
 impl<S> LayeredStream<S> {
     /// `early` is what was read from `inner` past the end of the login: already wrapped.
     pub fn new(inner: S, layer: Box<dyn SecurityLayer>, early: Vec<u8>) -> Self {
+        let mut incoming = vec![0; (4 + layer.own_max()).max(early.len())];
+        incoming[..early.len()].copy_from_slice(&early);
         LayeredStream {
             inner,
             layer,
-            incoming: early,
+            incoming,
+            filled: early.len(),
             plain: Vec::new(),
             plain_at: 0,
             outgoing: Vec::new(),
@@ -83,7 +88,7 @@ impl<S> LayeredStream<S> {
 
     /// Unwraps the first whole packet of `incoming`, if there is one.
     fn unwrap_packet(&mut self) -> io::Result<bool> {
-        let Some(header) = self.incoming.first_chunk::<4>() else {
+        let Some(header) = self.incoming[..self.filled].first_chunk::<4>() else {
             return Ok(false);
         };
         let len = u32::from_be_bytes(*header) as usize;
@@ -93,14 +98,15 @@ impl<S> LayeredStream<S> {
                 self.layer.own_max()
             )));
         }
-        if self.incoming.len() < 4 + len {
+        if self.filled < 4 + len {
             return Ok(false);
         }
         let plain = self
             .layer
             .unwrap(&self.incoming[4..4 + len])
             .map_err(|e| invalid(e.to_string()))?;
-        self.incoming.drain(..4 + len);
+        self.incoming.copy_within(4 + len..self.filled, 0);
+        self.filled -= 4 + len;
         self.plain = plain;
         self.plain_at = 0;
         Ok(true)
@@ -154,16 +160,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for LayeredStream<S> {
             }
             // Read no further than the end of the packet under way, so the buffer never
             // holds more than one packet.
-            let want = match this.incoming.first_chunk::<4>() {
+            // (unwrap_packet checked that an announced length fits the buffer.)
+            let want = match this.incoming[..this.filled].first_chunk::<4>() {
                 Some(header) => 4 + u32::from_be_bytes(*header) as usize,
                 None => 4,
             };
-            let mut chunk = vec![0; want - this.incoming.len()];
-            let mut read = ReadBuf::new(&mut chunk);
+            let mut read = ReadBuf::new(&mut this.incoming[this.filled..want]);
             ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
             let got = read.filled().len();
             if got == 0 {
-                if this.incoming.is_empty() {
+                if this.filled == 0 {
                     return Poll::Ready(Ok(()));
                 }
                 return Poll::Ready(Err(io::Error::new(
@@ -171,7 +177,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for LayeredStream<S> {
                     "connection closed inside a security layer packet",
                 )));
             }
-            this.incoming.extend_from_slice(&chunk[..got]);
+            this.filled += got;
         }
     }
 }
