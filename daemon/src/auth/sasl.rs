@@ -244,6 +244,11 @@ impl SaslServer {
         self.offered.iter().any(|m| m == GSSAPI)
     }
 
+    /// Whether a password mechanism (SCRAM-SHA-256 or PLAIN) is offered.
+    pub fn offers_passwords(&self) -> bool {
+        self.offered.iter().any(|m| m.as_str() != GSSAPI)
+    }
+
     /// The offered mechanisms that protect a connection without TLS: GSSAPI only.
     pub fn offered_without_tls(&self) -> Vec<String> {
         self.offered

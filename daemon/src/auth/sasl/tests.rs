@@ -124,8 +124,11 @@ fn gssapi_is_offered_only_where_a_build_and_a_service_allow_it() {
         "SCRAM-SHA-256".to_owned(),
         "PLAIN".to_owned(),
     ];
-    let s = SaslServer::new(users, &offered).expect("server");
+    let s = SaslServer::new(users.clone(), &offered).expect("server");
     assert_eq!(s.offered_on_plain_tcp(), ["SCRAM-SHA-256"]);
+    assert!(s.offers_passwords());
+    let kerberos_only = SaslServer::new(users, &["GSSAPI".to_owned()]).expect("server");
+    assert!(!kerberos_only.offers_passwords());
     if cfg!(feature = "gssapi") {
         assert_eq!(s.offered_without_tls(), ["GSSAPI"]);
         // Offered, but without a service nothing can accept it.

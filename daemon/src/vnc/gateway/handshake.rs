@@ -124,11 +124,15 @@ pub struct Offer<'a> {
 
 impl Offer<'_> {
     /// The VeNCrypt subtypes offered when TLS is on, strongest first.
+    /// X509Plain is a password login, so a Kerberos-only console does not offer it.
     fn subtypes(&self) -> Vec<Subtype> {
-        match (self.sasl.is_some(), self.password.is_set()) {
-            (true, _) => vec![Subtype::X509Sasl, Subtype::X509Plain],
-            (false, true) => vec![Subtype::X509Vnc],
-            (false, false) => vec![Subtype::X509None],
+        match (self.sasl, self.password.is_set()) {
+            (Some(sasl), _) if sasl.offers_passwords() => {
+                vec![Subtype::X509Sasl, Subtype::X509Plain]
+            }
+            (Some(_), _) => vec![Subtype::X509Sasl],
+            (None, true) => vec![Subtype::X509Vnc],
+            (None, false) => vec![Subtype::X509None],
         }
     }
 
