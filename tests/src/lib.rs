@@ -13,6 +13,8 @@ pub mod peer;
 pub mod pki;
 pub mod polkit;
 pub mod vnc;
+#[cfg(feature = "gssapi")]
+pub mod vnc_gssapi;
 
 use std::{
     fs,

@@ -4,7 +4,8 @@
 //! [`RfbClient`], a small async RFB client built on vmgated's own `rfb` codec that stays
 //! connected, which gvnccapture cannot (it quits after one frame and always asks for
 //! exclusive access). `RfbClient` also speaks VeNCrypt (X509None and X509Vnc) with a
-//! rustls client, reporting what the TLS handshake agreed on. Also where a guest's console
+//! rustls client, reporting what the TLS handshake agreed on, and goes on from a stream
+//! another module authenticated ([`RfbClient::initialise`]). Also where a guest's console
 //! is, read through the real CLI (`vmgate vncdisplay`).
 //!
 //! Nothing here decides whether a test passes: the helpers report what happened (exit
@@ -541,6 +542,41 @@ impl RfbClient {
                 (server_init, SecurityType::VeNCrypt, Some(info))
             }
         };
+        Self::ready(conn, server_init, security, local, tls).await
+    }
+
+    /// Goes on from a stream whose security handshake is over, as a login this module does
+    /// not speak leaves it (a GSSAPI login in `vnc_gssapi`, with its stream already
+    /// wrapped in the security layer): ClientInit, ServerInit, then the same code paths as
+    /// after [`RfbClient::connect`]. Within [`RFB_DEADLINE`].
+    pub async fn initialise<S>(
+        stream: S,
+        security: SecurityType,
+        local: Option<SocketAddr>,
+        shared: bool,
+    ) -> anyhow::Result<RfbClient>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut conn: RfbStream<Box<dyn Io>> = RfbStream::new(Box::new(stream), MAX_NAME_LEN + 64);
+        let init = async {
+            conn.send(&ClientInit { shared }.encode()).await?;
+            conn.expect("the initialisation", ServerInit::decode).await
+        };
+        let server_init = tokio::time::timeout(RFB_DEADLINE, init)
+            .await
+            .map_err(|_| anyhow!("no ServerInit within {} s", RFB_DEADLINE.as_secs()))??;
+        Self::ready(conn, server_init, security, local, None).await
+    }
+
+    /// The client after ServerInit: update-sized buffer, Raw asked for.
+    async fn ready(
+        mut conn: RfbStream<Box<dyn Io>>,
+        server_init: ServerInit,
+        security: SecurityType,
+        local: Option<SocketAddr>,
+        tls: Option<TlsInfo>,
+    ) -> anyhow::Result<RfbClient> {
         conn.set_max(MAX_UPDATE_BYTES);
         let mut client = RfbClient {
             conn,
