@@ -42,9 +42,9 @@ use tokio_rustls::TlsConnector;
 use vmgated::vnc::{
     rfb::{
         CHALLENGE_LEN, ClientConfig, ClientInit, ClientMessage, MAX_NAME_LEN, MAX_UPDATE_BYTES,
-        Rect, RectPayload, RfbError, SecurityOffer, SecurityResult, SecurityType, ServerInit,
-        ServerMessage, check_security_result, decode_security_offer, decode_server_message,
-        encoding,
+        ProtocolVersion, Rect, RectPayload, RfbError, SecurityOffer, SecurityResult, SecurityType,
+        ServerInit, ServerMessage, check_security_result, decode_security_offer,
+        decode_server_message, encoding,
         io::{RfbStream, client_handshake},
         security_choice_bytes, version_reply, vnc_auth_response,
     },
@@ -679,6 +679,31 @@ impl RfbClient {
     }
 }
 
+/// The version exchange, then the security type `wanted` chosen from the server's offer;
+/// returns the version agreed. A refusal's error is the server's reason.
+pub async fn choose_security<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut RfbStream<S>,
+    wanted: SecurityType,
+) -> anyhow::Result<ProtocolVersion> {
+    let server_version = conn.read_array("the version exchange").await?;
+    let (version, reply) = version_reply(&server_version)?;
+    conn.send(&reply).await?;
+    let offer = conn
+        .expect("the security handshake", |b| {
+            decode_security_offer(version, b)
+        })
+        .await?;
+    match offer {
+        SecurityOffer::Refused(reason) => return Err(RfbError::ConnectionRefused(reason).into()),
+        SecurityOffer::Types(types) if !types.contains(&wanted) => {
+            return Err(RfbError::NoCommonSecurityType(types).into());
+        }
+        SecurityOffer::Types(_) => {}
+    }
+    conn.send(&security_choice_bytes(version, wanted)).await?;
+    Ok(version)
+}
+
 /// The client side of VeNCrypt as gtk-vnc speaks it to QEMU: security type 19, version
 /// 0.2, the subtype (X509Vnc with a password, else X509None), TLS on the same stream, VNC
 /// authentication inside it for X509Vnc, the SecurityResult, then ClientInit and
@@ -702,23 +727,7 @@ async fn vencrypt_handshake(
     inner: Inner<'_>,
     shared: bool,
 ) -> anyhow::Result<(RfbStream<Box<dyn Io>>, ServerInit, TlsInfo)> {
-    let server_version = conn.read_array("the version exchange").await?;
-    let (version, reply) = version_reply(&server_version)?;
-    conn.send(&reply).await?;
-    let offer = conn
-        .expect("the security handshake", |b| {
-            decode_security_offer(version, b)
-        })
-        .await?;
-    match offer {
-        SecurityOffer::Refused(reason) => return Err(RfbError::ConnectionRefused(reason).into()),
-        SecurityOffer::Types(types) if !types.contains(&SecurityType::VeNCrypt) => {
-            return Err(RfbError::NoCommonSecurityType(types).into());
-        }
-        SecurityOffer::Types(_) => {}
-    }
-    conn.send(&security_choice_bytes(version, SecurityType::VeNCrypt))
-        .await?;
+    let version = choose_security(&mut conn, SecurityType::VeNCrypt).await?;
 
     let theirs = conn.read_array::<2>("the VeNCrypt version").await?;
     ensure!(

@@ -38,13 +38,10 @@ use tokio::net::TcpStream;
 use vmgate::login::gssapi::{CLIENT_MAX_BUFFER, ClientLayer, Initiator, LAYER_CONFIDENTIALITY};
 use vmgated::{
     auth::sasl_layer::{LayerError, LayeredStream, SecurityLayer},
-    vnc::rfb::{
-        RfbError, SecurityOffer, SecurityResult, SecurityType, check_security_result,
-        decode_security_offer, io::RfbStream, security_choice_bytes, version_reply,
-    },
+    vnc::rfb::{RfbError, SecurityResult, SecurityType, check_security_result, io::RfbStream},
 };
 
-use crate::vnc::{RFB_DEADLINE, RfbClient};
+use crate::vnc::{RFB_DEADLINE, RfbClient, choose_security};
 
 /// The Kerberos service of consoles: tickets are for `vnc/<host>`.
 pub const SERVICE: &str = "vnc";
@@ -134,23 +131,7 @@ async fn sasl_exchange(
     let local = stream.local_addr().ok();
     let mut conn = RfbStream::new(stream, MAX_SASL_DATA + 16);
 
-    let server_version = conn.read_array("the version exchange").await?;
-    let (version, reply) = version_reply(&server_version)?;
-    conn.send(&reply).await?;
-    let offer = conn
-        .expect("the security handshake", |b| {
-            decode_security_offer(version, b)
-        })
-        .await?;
-    match offer {
-        SecurityOffer::Refused(reason) => return Err(RfbError::ConnectionRefused(reason).into()),
-        SecurityOffer::Types(types) if !types.contains(&SecurityType::Sasl) => {
-            return Err(RfbError::NoCommonSecurityType(types).into());
-        }
-        SecurityOffer::Types(_) => {}
-    }
-    conn.send(&security_choice_bytes(version, SecurityType::Sasl))
-        .await?;
+    let version = choose_security(&mut conn, SecurityType::Sasl).await?;
 
     let mechlist = conn
         .expect("the SASL mechanism list", decode_mechlist)

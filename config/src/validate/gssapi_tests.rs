@@ -7,64 +7,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
+use super::tests::{assert_clean, assert_error, assert_warning, base, lines, run};
 use super::*;
-use crate::values::{AuthKind, DriverKind};
-
-/// A config that validates cleanly anywhere: the test driver, FIPS decided by the key.
-fn base() -> Config {
-    let mut c = Config::default();
-    c.daemon.driver = DriverKind::Test;
-    c.vnc.fips = Some(false);
-    c
-}
-
-fn run(c: &Config) -> Report {
-    validate(c, &Supported::all())
-}
+use crate::values::AuthKind;
 
 const NO_GSSAPI: Supported = Supported {
     gssapi: false,
     ..Supported::all()
 };
-
-fn lines(list: &[crate::Diagnostic]) -> Vec<String> {
-    list.iter().map(ToString::to_string).collect()
-}
-
-#[track_caller]
-fn assert_error(report: &Report, key: &str, needle: &str) {
-    assert!(
-        report
-            .errors
-            .iter()
-            .any(|d| d.key == key && d.message.contains(needle)),
-        "no error on {key} containing {needle:?}; errors: {:#?}",
-        lines(&report.errors)
-    );
-}
-
-#[track_caller]
-fn assert_warning(report: &Report, key: &str, needle: &str) {
-    assert!(
-        report
-            .warnings
-            .iter()
-            .any(|d| d.key == key && d.message.contains(needle)),
-        "no warning on {key} containing {needle:?}; warnings: {:#?}",
-        lines(&report.warnings)
-    );
-    assert!(
-        report.errors.iter().all(|d| d.key != key),
-        "{:#?}",
-        lines(&report.errors)
-    );
-}
-
-#[track_caller]
-fn assert_clean(report: &Report) {
-    assert!(report.errors.is_empty(), "{:#?}", lines(&report.errors));
-    assert!(report.warnings.is_empty(), "{:#?}", lines(&report.warnings));
-}
 
 fn mechs(names: &[&str]) -> Vec<String> {
     names.iter().map(|m| m.to_string()).collect()

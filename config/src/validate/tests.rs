@@ -9,23 +9,23 @@ use super::*;
 use crate::values::{AccessDriver, AuthKind, DriverKind, Secret, SocketMode};
 
 /// A config that validates cleanly anywhere: the test driver, FIPS decided by the key.
-fn base() -> Config {
+pub(super) fn base() -> Config {
     let mut c = Config::default();
     c.daemon.driver = DriverKind::Test;
     c.vnc.fips = Some(false);
     c
 }
 
-fn run(c: &Config) -> Report {
+pub(super) fn run(c: &Config) -> Report {
     validate(c, &Supported::all())
 }
 
-fn lines(list: &[crate::Diagnostic]) -> Vec<String> {
+pub(super) fn lines(list: &[crate::Diagnostic]) -> Vec<String> {
     list.iter().map(ToString::to_string).collect()
 }
 
 #[track_caller]
-fn assert_error(report: &Report, key: &str, needle: &str) {
+pub(super) fn assert_error(report: &Report, key: &str, needle: &str) {
     assert!(
         report
             .errors
@@ -37,7 +37,7 @@ fn assert_error(report: &Report, key: &str, needle: &str) {
 }
 
 #[track_caller]
-fn assert_warning(report: &Report, key: &str, needle: &str) {
+pub(super) fn assert_warning(report: &Report, key: &str, needle: &str) {
     assert!(
         report
             .warnings
@@ -54,7 +54,7 @@ fn assert_warning(report: &Report, key: &str, needle: &str) {
 }
 
 #[track_caller]
-fn assert_clean(report: &Report) {
+pub(super) fn assert_clean(report: &Report) {
     assert!(report.errors.is_empty(), "{:#?}", lines(&report.errors));
     assert!(report.warnings.is_empty(), "{:#?}", lines(&report.warnings));
 }

@@ -2,7 +2,7 @@
 //! pending bound (with the lockout check and failure counting), admission under the share
 //! policy, the relay to the guest, and an audit record at every step.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio_util::sync::CancellationToken;
 use vmgate_config::acl::Principal;
@@ -71,10 +71,12 @@ pub(super) async fn serve_client<S: ConsoleStream>(
     let (pending_id, evicted) = shared.enqueue_pending();
     let conn: Conn = RfbStream::new(Box::new(stream), HANDSHAKE_BUFFER);
     let timeout = shared.services.settings.handshake_timeout;
+    // What counting a wrong credential did, for the audit trail once the handshake ends.
+    let counted = Mutex::new(None);
     let outcome = tokio::select! {
         _ = evicted.cancelled() => Err(Ended::Evicted),
         _ = stop.cancelled() => Err(Ended::Stopped),
-        r = tokio::time::timeout(timeout, handshake(&shared, conn, source)) => match r {
+        r = tokio::time::timeout(timeout, handshake(&shared, conn, source, &counted)) => match r {
             Ok(r) => r.map_err(Ended::Handshake),
             Err(_) => Err(Ended::Timeout),
         },
@@ -82,7 +84,10 @@ pub(super) async fn serve_client<S: ConsoleStream>(
     shared.dequeue_pending(pending_id);
     let (auth, conn) = match outcome {
         Ok(done) => done,
-        Err(ended) => return end_handshake(&shared, ended, &client, source),
+        Err(ended) => {
+            let counted = counted.into_inner().unwrap_or_else(PoisonError::into_inner);
+            return end_handshake(&shared, ended, &client, source, counted);
+        }
     };
     shared.services.throttle.record_success(source);
     let identity = auth.principal.to_string();
@@ -145,11 +150,14 @@ pub(super) async fn serve_client<S: ConsoleStream>(
     audit.record(event, &reason);
 }
 
-/// Version, lockout check, authentication, ClientInit.
+/// Version, lockout check, authentication, ClientInit. A wrong credential is counted
+/// towards the lockout (into `counted`) before the client hears of it, so that it cannot
+/// try again ahead of the count.
 async fn handshake(
     shared: &Shared,
     mut conn: Conn,
     source: Source,
+    counted: &Mutex<Option<FailureOutcome>>,
 ) -> Result<(Authenticated, Conn), HandshakeError> {
     let version = exchange_versions(&mut conn).await?;
     if let Err(remaining) = shared.services.throttle.check(source) {
@@ -164,18 +172,29 @@ async fn handshake(
         });
     }
     let password = shared.password.borrow().clone();
+    let count_failure = || {
+        let outcome = shared.services.throttle.record_failure(source);
+        *counted.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
+    };
     let offer = Offer {
         password: &password,
         tls: shared.services.vencrypt.as_deref(),
         sasl: shared.services.sasl.as_deref(),
+        count_failure: &count_failure,
     };
     let admit = |who: &Principal| shared.sessions.admits(who);
     authenticate(conn, version, &offer, &admit).await
 }
 
-/// Records how a connection that never became a session ended, counting wrong
-/// credentials towards the lockout.
-fn end_handshake(shared: &Shared, ended: Ended, client: &str, source: Source) {
+/// Records how a connection that never became a session ended; `counted` is what
+/// counting its wrong credential did, if it had one.
+fn end_handshake(
+    shared: &Shared,
+    ended: Ended,
+    client: &str,
+    source: Source,
+    counted: Option<FailureOutcome>,
+) {
     let security = match &ended {
         Ended::Handshake(e) => e.security().unwrap_or_default(),
         _ => "",
@@ -189,7 +208,7 @@ fn end_handshake(shared: &Shared, ended: Ended, client: &str, source: Source) {
     let (event, reason) = match ended {
         Ended::Handshake(e) if e.counts_as_failure() => {
             audit.record(AuditEvent::AuthFailure, &e.to_string());
-            if let FailureOutcome::LockedOut(d) = shared.services.throttle.record_failure(source) {
+            if let Some(FailureOutcome::LockedOut(d)) = counted {
                 let lock = format!(
                     "too many failed logins from {source}; locked out for {} s",
                     d.as_secs()

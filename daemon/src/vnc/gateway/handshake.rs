@@ -114,12 +114,17 @@ pub async fn refuse(
     Ok(())
 }
 
+/// Called when a client's credentials turn out wrong, before the client is told: the
+/// gateway counts the failure towards the lockout there.
+pub type CountFailure<'a> = &'a (dyn Fn() + Sync);
+
 /// What a console offers, from its settings and current password.
 pub struct Offer<'a> {
     pub password: &'a PasswordState,
     pub tls: Option<&'a VencryptTls>,
     /// User logins (`vnc_sasl`): SASL and, inside TLS, VeNCrypt Plain.
     pub sasl: Option<&'a SaslServer>,
+    pub count_failure: CountFailure<'a>,
 }
 
 impl Offer<'_> {
@@ -191,6 +196,7 @@ pub async fn authenticate(
     };
 
     let mut layer = None;
+    let count = offer.count_failure;
     let (security, credential, principal, mut conn) = match (chosen, offer.tls) {
         (SecurityType::VeNCrypt, Some(tls)) => {
             let (mut conn, subtype, dn) = start_vencrypt(conn, &offer.subtypes(), tls).await?;
@@ -199,7 +205,7 @@ pub async fn authenticate(
             let version = ProtocolVersion::V3_8;
             let (credential, user) = match (subtype, offer.sasl) {
                 (Subtype::X509Vnc, _) => {
-                    vnc_auth(&mut conn, version, offer.password, security).await?;
+                    vnc_auth(&mut conn, version, offer, security).await?;
                     let generation = offer.password.generation;
                     (Credential::Password { generation }, None)
                 }
@@ -207,12 +213,14 @@ pub async fn authenticate(
                     let offered = sasl.offered();
                     let layers = LayerPolicy::Any;
                     let login =
-                        login::sasl(&mut conn, version, sasl, offered, layers, security).await?;
+                        login::sasl(&mut conn, version, sasl, offered, layers, security, count)
+                            .await?;
                     layer = login.layer;
                     (Credential::Login, Some(login.user))
                 }
                 (Subtype::X509Plain, Some(sasl)) => {
-                    let user = login::plain(&mut conn, version, sasl.users(), security).await?;
+                    let users = sasl.users();
+                    let user = login::plain(&mut conn, version, users, security, count).await?;
                     (Credential::Login, Some(user))
                 }
                 _ => (Credential::Anonymous, None),
@@ -231,7 +239,8 @@ pub async fn authenticate(
             );
             let offered = without_tls.unwrap_or_default();
             let layers = LayerPolicy::Confidentiality;
-            let login = login::sasl(&mut conn, version, sasl, &offered, layers, security).await?;
+            let login =
+                login::sasl(&mut conn, version, sasl, &offered, layers, security, count).await?;
             if login.layer.is_none() {
                 return Err(RfbError::Unsupported(
                     "a login without TLS ended without a security layer".into(),
@@ -248,7 +257,7 @@ pub async fn authenticate(
             (security, Credential::Login, principal, conn)
         }
         (SecurityType::VncAuth, _) => {
-            vnc_auth(&mut conn, version, offer.password, "vnc").await?;
+            vnc_auth(&mut conn, version, offer, "vnc").await?;
             conn.send(&SecurityResult::Ok.encode(version)).await?;
             let generation = offer.password.generation;
             let credential = Credential::Password { generation };
@@ -352,13 +361,15 @@ async fn start_vencrypt(
     ))
 }
 
-/// The DES challenge; on failure the client is told why before the error returns.
+/// The DES challenge; on failure the client is told why before the error returns (a wrong
+/// password is counted first).
 async fn vnc_auth(
     conn: &mut Conn,
     version: ProtocolVersion,
-    password: &PasswordState,
+    offer: &Offer<'_>,
     security: &'static str,
 ) -> Result<(), HandshakeError> {
+    let password = offer.password;
     let challenge = generate_challenge();
     conn.send(&challenge).await?;
     let response = conn.read_array::<16>("VNC authentication").await?;
@@ -375,6 +386,9 @@ async fn vnc_auth(
             reason: "authentication failed".into(),
         },
     };
+    if refusal.counts_as_failure() {
+        (offer.count_failure)();
+    }
     conn.send(&SecurityResult::Failed(refusal.to_string()).encode(version))
         .await?;
     Err(refusal)

@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use super::handshake::{Conn, HANDSHAKE_BUFFER, HandshakeError};
+use super::handshake::{Conn, CountFailure, HANDSHAKE_BUFFER, HandshakeError};
 use crate::{
     auth::{
         sasl::{MAX_MESSAGE, SaslError, SaslExchange, SaslServer, Step},
@@ -108,12 +108,16 @@ pub fn encode_server_step(data: Option<&[u8]>, complete: bool) -> Vec<u8> {
     out
 }
 
-/// Tells the client its credentials failed and returns the matching error.
+/// Counts the failure, then tells the client its credentials failed and returns the
+/// matching error. Counting first means the client cannot try again before this failure
+/// is on the lockout's books.
 async fn fail<T>(
     conn: &mut Conn,
     version: ProtocolVersion,
     security: &'static str,
+    count_failure: CountFailure<'_>,
 ) -> Result<T, HandshakeError> {
+    count_failure();
     conn.send(&SecurityResult::Failed(AUTH_FAILED.into()).encode(version))
         .await?;
     Err(HandshakeError::BadCredentials {
@@ -153,6 +157,7 @@ pub async fn sasl(
     offered: &[String],
     layers: LayerPolicy,
     security: &'static str,
+    count_failure: CountFailure<'_>,
 ) -> Result<SaslLogin, HandshakeError> {
     let mechlist = offered.join(",");
     let mut out = u32::try_from(mechlist.len())
@@ -191,7 +196,7 @@ pub async fn sasl(
         exchange = back;
         let reply = match result {
             Ok(reply) => reply,
-            Err(SaslError::Failed) => return fail(conn, version, security).await,
+            Err(SaslError::Failed) => return fail(conn, version, security, count_failure).await,
             Err(SaslError::Refused(reason)) => {
                 conn.send(&SecurityResult::Failed(AUTH_FAILED.into()).encode(version))
                     .await?;
@@ -209,7 +214,7 @@ pub async fn sasl(
         if reply.done {
             // A failed proof is answered with the failure alone, as Cyrus SASL does.
             let Ok(user) = exchange.user() else {
-                return fail(conn, version, security).await;
+                return fail(conn, version, security, count_failure).await;
             };
             conn.send(&encode_server_step(reply.output.as_deref(), true))
                 .await?;
@@ -229,6 +234,7 @@ pub async fn plain(
     version: ProtocolVersion,
     users: &Arc<UserDb>,
     security: &'static str,
+    count_failure: CountFailure<'_>,
 ) -> Result<String, HandshakeError> {
     let lens = conn.read_array::<8>("the VeNCrypt Plain lengths").await?;
     let ulen = u32::from_be_bytes([lens[0], lens[1], lens[2], lens[3]]) as usize;
@@ -256,7 +262,7 @@ pub async fn plain(
     if ok {
         Ok(user)
     } else {
-        fail(conn, version, security).await
+        fail(conn, version, security, count_failure).await
     }
 }
 
@@ -292,6 +298,7 @@ mod tests {
                 &offered,
                 layers,
                 "test",
+                &|| {},
             )
             .await
             .map(|login| login.user)
