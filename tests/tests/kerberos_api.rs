@@ -132,3 +132,20 @@ fn a_local_realm_is_stripped_from_the_user_name() {
     let out = vmgate_login_env(&d.uri(), None, &["list"], None, &kdc.client_env(&ticket));
     assert_eq!(out.code, 0, "{out:#?}\n{}", d.log());
 }
+
+#[test]
+fn a_keytab_gone_at_run_time_is_logged_and_not_shown_to_clients() {
+    let Some(kdc) = Kdc::start() else { return };
+    kdc.add_user("alice", "alicepw");
+    let d = kerberos_daemon(&kdc, "");
+    let ticket = kdc.kinit("alice", "alicepw", None);
+    let keytab = kdc.dir().join("libvirt.keytab");
+    std::fs::remove_file(&keytab).expect("remove the keytab");
+
+    let out = vmgate_login_env(&d.uri(), None, &["list"], None, &kdc.client_env(&ticket));
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.contains("keytab is unusable"), "{out:#?}");
+    let path = keytab.display().to_string();
+    assert!(!out.stderr.contains(&path), "{out:#?}");
+    assert!(d.log().contains(&path), "{}", d.log());
+}

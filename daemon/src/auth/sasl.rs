@@ -292,7 +292,15 @@ impl SaslServer {
         #[cfg(feature = "gssapi")]
         if mechanism == GSSAPI {
             let service = self.gssapi.as_ref().ok_or_else(not_offered)?;
-            let exchange = service.start(layers).map_err(SaslError::Refused)?;
+            // The keytab's path and error are for the log, not for the client.
+            let exchange = service.start(layers).map_err(|e| {
+                tracing::error!("Kerberos login impossible: {e}");
+                SaslError::Refused(
+                    "the server cannot accept Kerberos logins now (its keytab is unusable; \
+                     see its log)"
+                        .into(),
+                )
+            })?;
             return Ok(SaslExchange {
                 mechanism: Mechanism::Gssapi(Box::new(exchange)),
                 finished: false,
