@@ -596,4 +596,10 @@ fn build_deb_release() {
         &tmp.path().join("usr/sbin/vmgated"),
         &tmp.path().join("etc/vmgate/vmgated.toml"),
     );
+    // The package is built with Kerberos, so it needs MIT's GSSAPI library.
+    let depends = run(Command::new("dpkg-deb")
+        .args(["-f"])
+        .arg(&deb)
+        .arg("Depends"));
+    assert!(depends.contains("libgssapi-krb5-2"), "{depends}");
 }

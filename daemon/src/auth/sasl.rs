@@ -306,7 +306,7 @@ impl SaslServer {
                 finished: false,
             });
         }
-        let _ = layers;
+        let _ = layers; // SCRAM and PLAIN have no security layer.
         let name = Mechname::parse(mechanism.as_bytes()).map_err(|_| not_offered())?;
         let session = SASLServer::<LoginUser>::new(self.config.clone())
             .start_suggested(name)

@@ -231,30 +231,12 @@ pub async fn authenticate(
             (security, credential, principal, conn)
         }
         (SecurityType::Sasl, None) => {
-            let (security, sasl) = (
-                "sasl",
-                offer.sasl.ok_or(RfbError::Unsupported(
-                    "SASL was chosen but is not set up".into(),
-                ))?,
-            );
             let offered = without_tls.unwrap_or_default();
-            let layers = LayerPolicy::Confidentiality;
-            let login =
-                login::sasl(&mut conn, version, sasl, &offered, layers, security, count).await?;
-            if login.layer.is_none() {
-                return Err(RfbError::Unsupported(
-                    "a login without TLS ended without a security layer".into(),
-                )
-                .into());
-            }
-            layer = login.layer;
-            let principal = Principal {
-                user: Some(login.user),
-                dn: None,
-            };
-            admit_or_refuse(&mut conn, version, admit, &principal, security).await?;
+            let (principal, wrap) = sasl_without_tls(&mut conn, version, offer, &offered).await?;
+            admit_or_refuse(&mut conn, version, admit, &principal, "sasl").await?;
             conn.send(&SecurityResult::Ok.encode(version)).await?;
-            (security, Credential::Login, principal, conn)
+            layer = Some(wrap);
+            ("sasl", Credential::Login, principal, conn)
         }
         (SecurityType::VncAuth, _) => {
             vnc_auth(&mut conn, version, offer, "vnc").await?;
@@ -282,6 +264,31 @@ pub async fn authenticate(
         shared: ClientInit::parse(init).shared,
     };
     Ok((auth, conn))
+}
+
+/// RFB type 20 without TLS: a login with `offered` (GSSAPI) that must end with a
+/// confidentiality layer; returns who logged in and the layer.
+async fn sasl_without_tls(
+    conn: &mut Conn,
+    version: ProtocolVersion,
+    offer: &Offer<'_>,
+    offered: &[String],
+) -> Result<(Principal, Box<dyn SecurityLayer>), HandshakeError> {
+    let unsupported = |what: &str| HandshakeError::from(RfbError::Unsupported(what.into()));
+    let sasl = offer
+        .sasl
+        .ok_or_else(|| unsupported("SASL was chosen but is not set up"))?;
+    let layers = LayerPolicy::Confidentiality;
+    let count = offer.count_failure;
+    let login = login::sasl(conn, version, sasl, offered, layers, "sasl", count).await?;
+    let layer = login
+        .layer
+        .ok_or_else(|| unsupported("a login without TLS ended without a security layer"))?;
+    let principal = Principal {
+        user: Some(login.user),
+        dn: None,
+    };
+    Ok((principal, layer))
 }
 
 /// Everything after the SecurityResult crosses the wire wrapped by `layer`, including
