@@ -98,16 +98,28 @@ pub enum DaemonError {
 }
 
 /// The SASL server of API logins (`sasl_mechanisms`, and Kerberos' `sasl_*` keys).
+/// GSSAPI is set up (and its keytab read) only when a transport that may offer it, a
+/// UNIX socket or TLS, asks for SASL: as the config check judges it.
 fn api_sasl_server(
     daemon: &vmgate_config::DaemonConfig,
     users: Arc<auth::users::UserDb>,
 ) -> Result<auth::sasl::SaslServer, String> {
+    let sasl = |kind: AuthKind| kind == AuthKind::Sasl;
+    let kerberos_possible = sasl(daemon.auth_unix_ro)
+        || sasl(daemon.auth_unix_rw)
+        || (daemon.listen_tls && sasl(daemon.auth_tls));
+    let mechanisms: Vec<String> = daemon
+        .sasl_mechanisms
+        .iter()
+        .filter(|m| kerberos_possible || m.as_str() != auth::sasl::GSSAPI)
+        .cloned()
+        .collect();
     let kerberos = auth::sasl::KerberosService {
         keytab: daemon.sasl_keytab.clone(),
         service: daemon.sasl_service.clone(),
         local_realm: daemon.sasl_local_realm.clone(),
     };
-    auth::sasl::SaslServer::configured(users, &daemon.sasl_mechanisms, &kerberos)
+    auth::sasl::SaslServer::configured(users, &mechanisms, &kerberos)
 }
 
 /// The UNIX sockets whose connections need polkit's yes, if any.

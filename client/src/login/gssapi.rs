@@ -117,6 +117,12 @@ impl Initiator {
         }
     }
 
+    /// Whether the login is over on this side: the server proved itself and the layer
+    /// choice was sent.
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
     /// The negotiated layer once the login is over; None when it is "none".
     pub fn into_layer(self) -> Option<ClientLayer> {
         (matches!(self.state, State::Done) && self.want != LAYER_NONE).then(|| ClientLayer {

@@ -89,9 +89,17 @@ pub async fn login(
         .find(|m| offer.mechanisms.iter().any(|o| o == *m));
     #[cfg(feature = "gssapi")]
     if offer.mechanisms.iter().any(|m| m == "GSSAPI") {
-        match gssapi::user_credential() {
-            Ok(_) => return kerberos_login(&mut auth, offer, target).await.map(Some),
-            Err(why) if spoken.is_none() => return Err(LoginError::Sasl(why)),
+        let tried = match gssapi::user_credential() {
+            Ok(_) => kerberos_login(&mut auth, offer, target).await,
+            Err(why) => Err(LoginError::Sasl(why)),
+        };
+        match tried {
+            Ok(user) => return Ok(Some(user)),
+            Err(e) if spoken.is_none() => return Err(e),
+            // A ticket that did not work (or none): the password mechanisms remain.
+            Err(e) if gssapi::user_credential().is_ok() => {
+                eprintln!("warning: Kerberos login failed ({e}); trying a password");
+            }
             Err(_) => {}
         }
     }
@@ -163,6 +171,11 @@ async fn kerberos_login(
 ) -> Result<String, LoginError> {
     let service = match offer.gssapi_service.as_str() {
         "" => "libvirt",
+        named if named.contains(['/', '@']) => {
+            return Err(LoginError::Sasl(format!(
+                "the daemon names {named:?} as its Kerberos service, which is not a service name"
+            )));
+        }
         named => named,
     };
     let sasl = LoginError::Sasl;
@@ -180,6 +193,13 @@ async fn kerberos_login(
     // The context takes one or two round trips, the layer negotiation one more.
     for _ in 0..6 {
         if reply.complete {
+            // Only a server that proved itself (mutual authentication, then the layer
+            // negotiation) may end the login.
+            if !initiator.is_done() {
+                return Err(LoginError::Sasl(
+                    "the daemon ended the Kerberos login before proving who it is".into(),
+                ));
+            }
             return Ok(reply.user);
         }
         let server = reply.has_data.then_some(reply.data.as_slice());

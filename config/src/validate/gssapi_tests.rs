@@ -304,6 +304,8 @@ fn service_names_are_one_principal_component() {
         ("vnc@EXAMPLE.COM", "is not a service name like \"vnc\""),
         ("", "is empty; write a service name like \"vnc\""),
         ("  ", "is empty"),
+        ("v nc", "letters, digits, '-', '_' and '.' only"),
+        ("vnc\n", "letters, digits"),
     ] {
         c.vnc.vnc_sasl_service = bad.into();
         assert_error(&run(&c), "vnc.vnc_sasl_service", what);

@@ -79,6 +79,17 @@ pub(super) fn check_service(report: &mut Report, key: &str, service: &str, defau
                  without \"/\" or \"@\""
             ),
         );
+    } else if !service
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        report.error(
+            key,
+            format!(
+                "{service:?} is not a service name like \"{default}\"; use letters, digits, \
+                 '-', '_' and '.' only"
+            ),
+        );
     }
 }
 

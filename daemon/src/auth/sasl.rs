@@ -292,17 +292,8 @@ impl SaslServer {
         #[cfg(feature = "gssapi")]
         if mechanism == GSSAPI {
             let service = self.gssapi.as_ref().ok_or_else(not_offered)?;
-            // The keytab's path and error are for the log, not for the client.
-            let exchange = service.start(layers).map_err(|e| {
-                tracing::error!("Kerberos login impossible: {e}");
-                SaslError::Refused(
-                    "the server cannot accept Kerberos logins now (its keytab is unusable; \
-                     see its log)"
-                        .into(),
-                )
-            })?;
             return Ok(SaslExchange {
-                mechanism: Mechanism::Gssapi(Box::new(exchange)),
+                mechanism: Mechanism::Gssapi(Box::new(service.start(layers))),
                 finished: false,
             });
         }

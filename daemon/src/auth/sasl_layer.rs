@@ -210,7 +210,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for LayeredStream<S> {
         ready!(this.poll_drain(cx))?;
         let take = buf.len().min(MAX_WRITE);
         this.wrap_all(&buf[..take])?;
-        // The bytes are taken: a write error now surfaces at the next write or flush.
+        // The bytes are taken whether or not they all went out: what the socket would not
+        // take now goes at the next write or flush, which callers must make (as with TLS).
         if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
             return Poll::Ready(Err(e));
         }

@@ -36,10 +36,21 @@ fn status(e: LoginError) -> Status {
             Status::failed_precondition(e.to_string())
         }
         LoginError::Sasl(SaslError::Protocol(_)) => Status::invalid_argument(e.to_string()),
-        LoginError::Sasl(SaslError::Failed | SaslError::Refused(_))
-        | LoginError::TooManyFailures => Status::unauthenticated(e.to_string()),
+        // Why Kerberos refused (the ticket's target, the keytab's trouble) is for the log,
+        // not for a client that has not authenticated.
+        LoginError::Sasl(SaslError::Refused(reason)) => {
+            tracing::warn!("API Kerberos login refused: {reason}");
+            Status::unauthenticated(KERBEROS_REFUSED)
+        }
+        LoginError::Sasl(SaslError::Failed) | LoginError::TooManyFailures => {
+            Status::unauthenticated(e.to_string())
+        }
     }
 }
+
+/// What an API client hears when its Kerberos login is refused.
+const KERBEROS_REFUSED: &str = "Kerberos authentication failed (the daemon's log has the reason; check the ticket with \
+     klist)";
 
 fn reply(step: Step, login: &ConnLogin) -> pb::SaslReply {
     pb::SaslReply {

@@ -4,9 +4,11 @@
 //! The acceptor credential is taken from the configured keytab with
 //! `gss_acquire_cred_from` (MIT's credential store), so consoles and the API can each
 //! have their own keytab in one process; without a keytab, Kerberos' default
-//! (`KRB5_KTNAME`, else /etc/krb5.keytab) is used. The credential names no principal, so
-//! any key in the keytab can accept: the exchange then checks that the ticket was for
-//! this service, which keeps a system keytab's `host/` key from opening consoles.
+//! (`KRB5_KTNAME`, else /etc/krb5.keytab) is used. It is for Kerberos 5 alone, so no
+//! other mechanism GSSAPI knows (SPNEGO, IAKERB, NTLM) is ever run for an
+//! unauthenticated client. The credential names no principal, so any key in the keytab
+//! can accept: the exchange then checks that the ticket was for this service, which keeps
+//! a system keytab's `host/` key from opening consoles.
 
 use std::{
     ffi::CString,
@@ -18,7 +20,11 @@ use std::{
 use libgssapi::{
     credential::{Cred, CredUsage},
     error::{Error as GssError, MajorFlags},
+    oid::{GSS_MECH_KRB5, OidSet},
 };
+
+/// Kerberos 5's mechanism OID, 1.2.840.113554.1.2.2, in DER.
+const KRB5_MECHANISM: [u8; 9] = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02];
 
 use super::{GssExchange, LayerPolicy};
 
@@ -78,9 +84,10 @@ impl GssapiService {
         })
     }
 
-    /// Starts one login whose security layer follows `policy`.
-    pub fn start(&self, policy: LayerPolicy) -> Result<GssExchange, String> {
-        Ok(GssExchange::new(self.clone(), self.credential()?, policy))
+    /// Starts one login whose security layer follows `policy`; the keytab is read at its
+    /// first step, off the async threads.
+    pub fn start(&self, policy: LayerPolicy) -> GssExchange {
+        GssExchange::new(self.clone(), policy)
     }
 
     /// Whether `target` (the principal the client's ticket was for, `vnc/host@REALM`)
@@ -97,7 +104,9 @@ impl GssapiService {
 #[allow(unsafe_code)]
 fn acquire_acceptor(keytab: Option<&Path>) -> Result<Cred, GssError> {
     let Some(keytab) = keytab else {
-        return Cred::acquire(None, None, CredUsage::Accept, None);
+        let mut krb5 = OidSet::new();
+        krb5.add(GSS_MECH_KRB5)?;
+        return Cred::acquire(None, None, CredUsage::Accept, Some(&krb5));
     };
     let invalid = GssError {
         major: MajorFlags::GSS_S_FAILURE,
@@ -112,11 +121,20 @@ fn acquire_acceptor(keytab: Option<&Path>) -> Result<Cred, GssError> {
         count: 1,
         elements: &mut element,
     };
+    let mut krb5_bytes = KRB5_MECHANISM;
+    let mut krb5 = libgssapi_sys::gss_OID_desc {
+        length: KRB5_MECHANISM.len() as libgssapi_sys::OM_uint32,
+        elements: krb5_bytes.as_mut_ptr().cast(),
+    };
+    let mut mechanisms = libgssapi_sys::gss_OID_set_desc {
+        count: 1,
+        elements: &mut krb5,
+    };
     let mut minor: libgssapi_sys::OM_uint32 = 0;
     let mut cred: libgssapi_sys::gss_cred_id_t = ptr::null_mut();
-    // SAFETY: every pointer passed is valid for the call: `store` and the strings it
-    // points to outlive it, the name and mechanism set are GSS_C_NO_NAME and
-    // GSS_C_NO_OID_SET (null), and the outputs not wanted are null, as the API allows.
+    // SAFETY: every pointer passed is valid for the call: `store`, `mechanisms` and what
+    // they point to outlive it and are only read, the name is GSS_C_NO_NAME (null), and
+    // the outputs not wanted are null, as the API allows.
     // On success `cred` is a credential this code now owns, handed to `Cred`, which
     // releases it when dropped.
     let major = unsafe {
@@ -124,7 +142,7 @@ fn acquire_acceptor(keytab: Option<&Path>) -> Result<Cred, GssError> {
             &mut minor,
             ptr::null_mut(),
             libgssapi_sys::_GSS_C_INDEFINITE,
-            ptr::null_mut(),
+            &mut mechanisms,
             libgssapi_sys::GSS_C_ACCEPT as libgssapi_sys::gss_cred_usage_t,
             &store,
             &mut cred,

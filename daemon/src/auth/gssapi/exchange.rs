@@ -1,9 +1,13 @@
 //! One GSSAPI login (RFC 4752, section 3.1), from the acceptor's side.
 //!
+//! 0. The acceptor credential is read from the keytab (at the first step, which the SASL
+//!    code runs off the async threads).
 //! 1. The client's Kerberos tokens go to `gss_accept_sec_context` until the context is
 //!    established; its last output token (the AP-REP of mutual authentication) is sent
 //!    and answered by an empty client message, as Cyrus SASL expects.
-//! 2. The ticket must be for this service and the mechanism Kerberos 5.
+//! 2. The ticket must be for this service, the mechanism Kerberos 5, the client not
+//!    anonymous, and a context that will carry a layer must detect replayed and missing
+//!    packets (sequence checking), so nobody on the wire can repeat a keystroke.
 //! 3. The server sends its offer, wrapped without encryption: a byte of layer bits and
 //!    the largest packet it accepts (3 bytes, big-endian; 0 when it offers no layer).
 //! 4. The client answers, wrapped, with the one layer it chose, the largest packet it
@@ -11,7 +15,6 @@
 
 use libgssapi::{
     context::{CtxFlags, SecurityContext, ServerCtx},
-    credential::Cred,
     oid::GSS_MECH_KRB5,
 };
 
@@ -29,6 +32,8 @@ pub struct GssStep {
 }
 
 enum State {
+    /// Nothing read yet, not even the keytab.
+    Start,
     Accepting(ServerCtx),
     /// The last context token was sent; the client's empty answer is due.
     Established(ServerCtx),
@@ -37,7 +42,6 @@ enum State {
     Done {
         user: String,
         layer: Option<GssLayer>,
-        chosen: Layers,
     },
     Failed,
 }
@@ -48,15 +52,21 @@ pub struct GssExchange {
     policy: LayerPolicy,
     state: State,
     principal: Option<String>,
+    /// The established context's flags.
+    flags: CtxFlags,
 }
 
+/// The principal of anonymous Kerberos (RFC 8062), whoever is behind it.
+const ANONYMOUS: &str = "WELLKNOWN/ANONYMOUS@WELLKNOWN:ANONYMOUS";
+
 impl GssExchange {
-    pub(super) fn new(service: GssapiService, cred: Cred, policy: LayerPolicy) -> GssExchange {
+    pub(super) fn new(service: GssapiService, policy: LayerPolicy) -> GssExchange {
         GssExchange {
             service,
             policy,
-            state: State::Accepting(ServerCtx::new(Some(cred))),
+            state: State::Start,
             principal: None,
+            flags: CtxFlags::empty(),
         }
     }
 
@@ -64,6 +74,11 @@ impl GssExchange {
     /// log and audit; the client only hears that authentication failed.
     pub fn step(&mut self, input: Option<&[u8]>) -> Result<GssStep, String> {
         match std::mem::replace(&mut self.state, State::Failed) {
+            State::Start => {
+                let cred = self.service.credential()?;
+                self.state = State::Accepting(ServerCtx::new(Some(cred)));
+                self.step(input)
+            }
             State::Accepting(mut ctx) => {
                 let token = input.filter(|t| !t.is_empty()).ok_or("no Kerberos token")?;
                 let reply = ctx
@@ -119,20 +134,24 @@ impl GssExchange {
             ));
         }
         let flags = ctx.flags().map_err(|e| format!("Kerberos: {e}"))?;
-        if self.policy == LayerPolicy::Confidentiality
-            && !flags.contains(CtxFlags::GSS_C_CONF_FLAG | CtxFlags::GSS_C_INTEG_FLAG)
-        {
-            return Err(
-                "the Kerberos context cannot encrypt, and this console needs a \
-                        confidentiality layer (no TLS underneath)"
-                    .into(),
-            );
+        let needs =
+            CtxFlags::GSS_C_CONF_FLAG | CtxFlags::GSS_C_INTEG_FLAG | CtxFlags::GSS_C_SEQUENCE_FLAG;
+        if self.policy == LayerPolicy::Confidentiality && !flags.contains(needs) {
+            return Err(format!(
+                "the Kerberos context ({flags:?}) cannot encrypt with sequence checking, and \
+                 this console needs a confidentiality layer (no TLS underneath)"
+            ));
         }
         let source = ctx
             .source_name()
             .and_then(|n| n.display_name())
             .map_err(|e| format!("Kerberos: {e}"))?;
-        self.principal = Some(String::from_utf8_lossy(&source).into_owned());
+        let principal = String::from_utf8_lossy(&source).into_owned();
+        if flags.contains(CtxFlags::GSS_C_ANON_FLAG) || principal == ANONYMOUS {
+            return Err("anonymous Kerberos logins are not accepted".into());
+        }
+        self.principal = Some(principal);
+        self.flags = flags;
         Ok(())
     }
 
@@ -181,6 +200,12 @@ impl GssExchange {
             usize::from(size[0]) << 16 | usize::from(size[1]) << 8 | usize::from(size[2]);
         let layer = if chosen == Layers::NONE {
             None
+        } else if !self.flags.contains(CtxFlags::GSS_C_SEQUENCE_FLAG) {
+            return Err(format!(
+                "the client chose a {} layer without sequence checking, which would let \
+                 packets be replayed or dropped unnoticed",
+                chosen.name()
+            ));
         } else {
             if peer_max < MIN_PEER_BUFFER {
                 return Err(format!(
@@ -190,11 +215,7 @@ impl GssExchange {
             let encrypt = chosen == Layers::CONFIDENTIALITY;
             Some(GssLayer::new(ctx, encrypt, peer_max, MAX_INCOMING))
         };
-        self.state = State::Done {
-            user,
-            layer,
-            chosen,
-        };
+        self.state = State::Done { user, layer };
         Ok(GssStep {
             output: None,
             done: true,
@@ -205,14 +226,6 @@ impl GssExchange {
     pub fn user(&self) -> Option<&str> {
         match &self.state {
             State::Done { user, .. } => Some(user),
-            _ => None,
-        }
-    }
-
-    /// The layer the client chose, once the login succeeded.
-    pub fn chosen_layer(&self) -> Option<Layers> {
-        match &self.state {
-            State::Done { chosen, .. } => Some(*chosen),
             _ => None,
         }
     }

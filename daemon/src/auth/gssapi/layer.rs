@@ -25,10 +25,6 @@ impl GssLayer {
             own_max,
         }
     }
-
-    pub fn encrypts(&self) -> bool {
-        self.encrypt
-    }
 }
 
 impl SecurityLayer for GssLayer {

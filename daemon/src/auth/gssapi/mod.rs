@@ -71,16 +71,6 @@ impl Layers {
     }
 }
 
-/// The security strength factor a Kerberos layer is credited with: Cyrus SASL's figure
-/// when the mechanism cannot say more (56 for confidentiality, 1 for integrity).
-pub fn ssf(layer: Layers) -> u32 {
-    match layer {
-        Layers::CONFIDENTIALITY => 56,
-        Layers::INTEGRITY => 1,
-        _ => 0,
-    }
-}
-
 /// The largest wrapped packet vmgate accepts from a client, advertised in its offer.
 pub const MAX_INCOMING: usize = 64 * 1024;
 

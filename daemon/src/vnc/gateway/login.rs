@@ -1,20 +1,21 @@
-//! User logins on a console, inside VeNCrypt's TLS: the SASL exchange in exactly the
-//! format QEMU uses for RFB type 20 and X509SASL (`ui/vnc-auth-sasl.c`), and VeNCrypt
-//! Plain (X509Plain), whose user name and password are checked against the same user
-//! database, so clients without SASL (TigerVNC) still log in as a user the ACL can judge.
+//! User logins on a console: the SASL exchange in exactly the format QEMU uses for RFB
+//! type 20 (without TLS: GSSAPI only) and VeNCrypt X509SASL (`ui/vnc-auth-sasl.c`), and
+//! VeNCrypt Plain (X509Plain), whose user name and password are checked against the same
+//! user database, so clients without SASL (TigerVNC) still log in as a user the ACL can
+//! judge.
 //!
-//! On a wrong credential the client is sent the failed SecurityResult here; on success
-//! nothing is sent, because the ACL has yet to admit the user. A GSSAPI login may end
-//! with a security layer, which the caller wraps the stream in once the SecurityResult
-//! has gone out in the clear (as QEMU and gtk-vnc do).
+//! On a wrong credential the failure is counted and the client is sent the failed
+//! SecurityResult here; on success nothing is sent, because the ACL has yet to admit the
+//! user. A GSSAPI login may end with a security layer, which the caller wraps the stream
+//! in once the SecurityResult has gone out in the clear (as QEMU and gtk-vnc do).
 //!
 //! SASL wire format: server sends `u32 len, mechlist` (comma separated); the client sends
 //! `u32 len (1..=100), mechname`, then `u32 len, data` where a non-empty `data` ends with
-//! a NUL that `len` counts (0 = no data; at most 1 MiB). gtk-vnc sends GSSAPI tokens with
-//! whatever byte follows them in its buffer in place of the NUL; QEMU refuses that
-//! ("Missing SASL NUL padding byte"), vmgate drops the byte unread for GSSAPI only. Each server step is `u32 len,
+//! a NUL that `len` counts (0 = no data; at most 1 MiB). Each server step is `u32 len,
 //! data + NUL` (or `u32 0`) and a `u8` that is 1 when the exchange is complete. Further
-//! client steps use the same `u32 len, data + NUL` form.
+//! client steps use the same `u32 len, data + NUL` form. gtk-vnc sends GSSAPI tokens with
+//! whatever byte follows them in its buffer in place of the NUL; QEMU refuses that
+//! ("Missing SASL NUL padding byte"), vmgate drops the byte unread for GSSAPI only.
 
 use std::sync::Arc;
 

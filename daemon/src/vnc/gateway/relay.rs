@@ -88,6 +88,7 @@ where
 {
     if !first.is_empty() {
         to.write_all(&first).await?;
+        to.flush().await?;
         count.fetch_add(first.len() as u64, Ordering::Relaxed);
     }
     drop(first);
@@ -103,7 +104,10 @@ where
             let _ = to.shutdown().await;
             return Ok(());
         }
+        // Flushed before the next read: TLS and a SASL layer take bytes into their own
+        // buffers, and the end of an update must reach the client while the guest waits.
         to.write_all(&buf[..n]).await?;
+        to.flush().await?;
         count.fetch_add(n as u64, Ordering::Relaxed);
         if n == buf.len() && buf.len() < RELAY_CHUNK {
             buf.resize(buf.len() * 2, 0);
