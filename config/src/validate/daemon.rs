@@ -234,14 +234,17 @@ fn check_sasl(cfg: &Config, supported: &Supported, report: &mut Report) {
     let d = &cfg.daemon;
     let key = "daemon.sasl_mechanisms";
     let keytab = d.sasl_keytab.as_deref();
-    sasl::check_mechanism_names(report, key, &d.sasl_mechanisms);
-    sasl::check_service(report, "daemon.sasl_service", &d.sasl_service, "libvirt");
-    sasl::check_local_realm(
+    sasl::check_keys(
         report,
-        "daemon.sasl_local_realm",
-        d.sasl_local_realm.as_deref(),
+        &sasl::SaslKeys {
+            prefix: "daemon.sasl_",
+            mechanisms: &d.sasl_mechanisms,
+            service: &d.sasl_service,
+            default_service: "libvirt",
+            local_realm: d.sasl_local_realm.as_deref(),
+            keytab,
+        },
     );
-    sasl::check_keytab_key(report, "daemon.sasl_keytab", keytab);
     let transports = sasl_transports(d);
     let Some(first) = transports.first() else {
         return;

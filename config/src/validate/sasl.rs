@@ -31,9 +31,29 @@ pub(super) fn gssapi_not_available() -> String {
     )
 }
 
+/// The SASL keys consoles and the API both have, with the prefix of their names
+/// (`daemon.sasl_`, `vnc.vnc_sasl_`).
+pub(super) struct SaslKeys<'a> {
+    pub prefix: &'a str,
+    pub mechanisms: &'a [String],
+    pub service: &'a str,
+    pub default_service: &'a str,
+    pub local_realm: Option<&'a str>,
+    pub keytab: Option<&'a Path>,
+}
+
+/// The checks on each of `keys` alone, whatever uses them.
+pub(super) fn check_keys(report: &mut Report, keys: &SaslKeys<'_>) {
+    let key = |name: &str| format!("{}{name}", keys.prefix);
+    check_mechanism_names(report, &key("mechanisms"), keys.mechanisms);
+    check_service(report, &key("service"), keys.service, keys.default_service);
+    check_local_realm(report, &key("local_realm"), keys.local_realm);
+    check_keytab_key(report, &key("keytab"), keys.keytab);
+}
+
 /// Unknown names are errors (with the right spelling when only the case is wrong);
 /// repeated names are warnings.
-pub(super) fn check_mechanism_names(report: &mut Report, key: &str, mechanisms: &[String]) {
+fn check_mechanism_names(report: &mut Report, key: &str, mechanisms: &[String]) {
     for (i, mech) in mechanisms.iter().enumerate() {
         if !KNOWN_MECHANISMS.contains(&mech.as_str()) {
             let hint = match KNOWN_MECHANISMS
@@ -61,7 +81,7 @@ pub(super) fn check_mechanism_names(report: &mut Report, key: &str, mechanisms: 
 
 /// A Kerberos service name is the first component of `<service>/<host>@REALM`, so it can
 /// hold neither separator; `default` is the key's default, shown as the example.
-pub(super) fn check_service(report: &mut Report, key: &str, service: &str, default: &str) {
+fn check_service(report: &mut Report, key: &str, service: &str, default: &str) {
     if service.trim().is_empty() {
         report.error(
             key,
@@ -95,7 +115,7 @@ pub(super) fn check_service(report: &mut Report, key: &str, service: &str, defau
 
 /// A realm is written without `@`; realms are case-sensitive and by convention upper case,
 /// so lower-case letters are most likely a mistake, but not certainly one.
-pub(super) fn check_local_realm(report: &mut Report, key: &str, realm: Option<&str>) {
+fn check_local_realm(report: &mut Report, key: &str, realm: Option<&str>) {
     let Some(realm) = realm else {
         return;
     };
@@ -127,7 +147,7 @@ pub(super) fn check_local_realm(report: &mut Report, key: &str, realm: Option<&s
 }
 
 /// A keytab key that is set must name a file; called whether or not GSSAPI is in use.
-pub(super) fn check_keytab_key(report: &mut Report, key: &str, keytab: Option<&Path>) {
+fn check_keytab_key(report: &mut Report, key: &str, keytab: Option<&Path>) {
     if keytab.is_some_and(|p| p.as_os_str().is_empty()) {
         report.error(
             key,

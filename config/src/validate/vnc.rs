@@ -127,14 +127,17 @@ fn check_sasl(cfg: &Config, supported: &Supported, report: &mut Report) {
     let v = &cfg.vnc;
     let key = "vnc.vnc_sasl_mechanisms";
     let keytab = v.vnc_sasl_keytab.as_deref();
-    sasl::check_mechanism_names(report, key, &v.vnc_sasl_mechanisms);
-    sasl::check_service(report, "vnc.vnc_sasl_service", &v.vnc_sasl_service, "vnc");
-    sasl::check_local_realm(
+    sasl::check_keys(
         report,
-        "vnc.vnc_sasl_local_realm",
-        v.vnc_sasl_local_realm.as_deref(),
+        &sasl::SaslKeys {
+            prefix: "vnc.vnc_sasl_",
+            mechanisms: &v.vnc_sasl_mechanisms,
+            service: &v.vnc_sasl_service,
+            default_service: "vnc",
+            local_realm: v.vnc_sasl_local_realm.as_deref(),
+            keytab,
+        },
     );
-    sasl::check_keytab_key(report, "vnc.vnc_sasl_keytab", keytab);
     if !v.vnc_sasl {
         return;
     }
