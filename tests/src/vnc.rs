@@ -43,10 +43,9 @@ use vmgated::vnc::{
     rfb::{
         CHALLENGE_LEN, ClientConfig, ClientInit, ClientMessage, MAX_NAME_LEN, MAX_UPDATE_BYTES,
         ProtocolVersion, Rect, RectPayload, RfbError, SecurityOffer, SecurityResult, SecurityType,
-        ServerInit, ServerMessage, check_security_result, decode_security_offer,
-        decode_server_message, encoding,
-        io::{RfbStream, client_handshake},
-        security_choice_bytes, version_reply, vnc_auth_response,
+        ServerInit, ServerMessage, check_security_result, decode_server_message, encoding,
+        io::{RfbStream, client_handshake, read_security_offer},
+        security_choice_bytes, vnc_auth_response,
     },
     vencrypt::{self, Subtype},
 };
@@ -685,14 +684,7 @@ pub async fn choose_security<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut RfbStream<S>,
     wanted: SecurityType,
 ) -> anyhow::Result<ProtocolVersion> {
-    let server_version = conn.read_array("the version exchange").await?;
-    let (version, reply) = version_reply(&server_version)?;
-    conn.send(&reply).await?;
-    let offer = conn
-        .expect("the security handshake", |b| {
-            decode_security_offer(version, b)
-        })
-        .await?;
+    let (version, offer) = read_security_offer(conn).await?;
     match offer {
         SecurityOffer::Refused(reason) => return Err(RfbError::ConnectionRefused(reason).into()),
         SecurityOffer::Types(types) if !types.contains(&wanted) => {

@@ -14,7 +14,7 @@ use super::client::{
     ClientConfig, check_security_result, choose_security, security_choice_bytes, version_reply,
 };
 use super::init::{ClientInit, ServerInit};
-use super::security::{SecurityResult, SecurityType, decode_security_offer};
+use super::security::{SecurityOffer, SecurityResult, SecurityType, decode_security_offer};
 use super::version::ProtocolVersion;
 use super::vncauth::{CHALLENGE_LEN, vnc_auth_response};
 
@@ -145,6 +145,22 @@ pub struct ClientSession {
     pub server_init: ServerInit,
 }
 
+/// The client's side of the version exchange, then the server's security offer (or its
+/// refusal); the caller chooses and sends its choice.
+pub async fn read_security_offer<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut RfbStream<S>,
+) -> Result<(ProtocolVersion, SecurityOffer), RfbError> {
+    let server_version = conn.read_array("the version exchange").await?;
+    let (version, reply) = version_reply(&server_version)?;
+    conn.send(&reply).await?;
+    let offer = conn
+        .expect("the security handshake", |b| {
+            decode_security_offer(version, b)
+        })
+        .await?;
+    Ok((version, offer))
+}
+
 /// Runs the client side of the handshake up to and including ServerInit, with
 /// security None or VNC authentication. Give the stream a bound of at least
 /// [`MAX_NAME_LEN`](super::MAX_NAME_LEN) + 24 bytes.
@@ -152,15 +168,7 @@ pub async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut RfbStream<S>,
     config: &ClientConfig,
 ) -> Result<ClientSession, RfbError> {
-    let server_version = conn.read_array("the version exchange").await?;
-    let (version, reply) = version_reply(&server_version)?;
-    conn.send(&reply).await?;
-
-    let offer = conn
-        .expect("the security handshake", |b| {
-            decode_security_offer(version, b)
-        })
-        .await?;
+    let (version, offer) = read_security_offer(conn).await?;
     let security = choose_security(offer, config)?;
     conn.send(&security_choice_bytes(version, security)).await?;
 
