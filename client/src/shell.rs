@@ -8,8 +8,8 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 use tokio::runtime::Runtime;
@@ -26,6 +26,24 @@ use crate::session::Session;
 struct Line {
     #[command(subcommand)]
     command: Command,
+}
+
+/// The parser for shell and stdin lines, built once per shell: building clap's tree of
+/// commands and options takes longer than the call a line makes, so a script of many
+/// lines would mostly be rebuilding it.
+struct LineParser(clap::Command);
+
+impl LineParser {
+    fn new() -> Self {
+        Self(Line::command())
+    }
+
+    fn parse(&mut self, words: Vec<String>) -> Result<Command, clap::Error> {
+        let matches = self.0.try_get_matches_from_mut(words)?;
+        Line::from_arg_matches(&matches)
+            .map(|line| line.command)
+            .map_err(|e| e.format(&mut self.0))
+    }
 }
 
 /// What became of one line.
@@ -65,6 +83,7 @@ fn is_help(err: &clap::Error) -> bool {
 /// command. Returns whether every command succeeded.
 pub fn from_reader(rt: &Runtime, session: &mut Session, input: impl BufRead + 'static) -> bool {
     session.set_script(Box::new(input));
+    let mut parser = LineParser::new();
     let mut all_ok = true;
     while let Some(line) = session.script_line() {
         let line = match line {
@@ -74,7 +93,7 @@ pub fn from_reader(rt: &Runtime, session: &mut Session, input: impl BufRead + 's
                 return false;
             }
         };
-        match run_line(rt, session, &line) {
+        match run_line(rt, session, &mut parser, &line) {
             Outcome::Ok => {}
             Outcome::Failed => all_ok = false,
             Outcome::Quit => break,
@@ -102,6 +121,7 @@ pub fn interactive(rt: &Runtime, session: &mut Session) -> bool {
         "Welcome to vmgate, the interactive terminal for vmgated.\n\n\
          Type:  'help' for help with commands\n       'quit' to quit\n"
     );
+    let mut parser = LineParser::new();
     let prompt = if session.readonly() {
         "vmgate > "
     } else {
@@ -114,7 +134,7 @@ pub fn interactive(rt: &Runtime, session: &mut Session) -> bool {
                     let _ = editor.add_history_entry(line.as_str());
                     save_history(&mut editor, history.as_deref());
                 }
-                if run_line(rt, session, &line) == Outcome::Quit {
+                if run_line(rt, session, &mut parser, &line) == Outcome::Quit {
                     break;
                 }
             }
@@ -133,7 +153,7 @@ pub fn interactive(rt: &Runtime, session: &mut Session) -> bool {
     true
 }
 
-fn run_line(rt: &Runtime, session: &mut Session, line: &str) -> Outcome {
+fn run_line(rt: &Runtime, session: &mut Session, parser: &mut LineParser, line: &str) -> Outcome {
     let words = match split_line(line) {
         Ok(Some(words)) => words,
         Ok(None) => return Outcome::Ok,
@@ -143,8 +163,8 @@ fn run_line(rt: &Runtime, session: &mut Session, line: &str) -> Outcome {
         }
     };
     let takes_stdin_line = reads_password_line(&words);
-    match Line::try_parse_from(words) {
-        Ok(parsed) => execute(rt, session, parsed.command),
+    match parser.parse(words) {
+        Ok(command) => execute(rt, session, command),
         Err(e) => {
             let _ = e.print();
             // In a script the password follows its command: never run it as a command, nor
@@ -237,7 +257,24 @@ mod tests {
     use super::*;
 
     fn parse(words: &[&str]) -> Result<Command, clap::Error> {
-        Line::try_parse_from(words).map(|l| l.command)
+        LineParser::new().parse(words.iter().map(|w| w.to_string()).collect())
+    }
+
+    #[test]
+    fn one_parser_serves_line_after_line() {
+        let mut parser = LineParser::new();
+        let mut parse =
+            |line: &str| parser.parse(split_line(line).expect("splits").expect("words"));
+        assert!(matches!(parse("list --all"), Ok(Command::List(a)) if a.all));
+        assert!(is_help(&parse("list --help").expect_err("help")));
+        assert!(!is_help(&parse("start").expect_err("no domain")));
+        assert!(!is_help(&parse("frobnicate").expect_err("unknown")));
+        // Nothing from earlier lines sticks: no --all carried over, the domain is this line's.
+        assert!(matches!(parse("list"), Ok(Command::List(a)) if !a.all));
+        let Ok(Command::Start(start)) = parse("start beta") else {
+            panic!("start parses after errors");
+        };
+        assert_eq!(start.domain, "beta");
     }
 
     #[test]

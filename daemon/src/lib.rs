@@ -85,8 +85,6 @@ pub enum DaemonError {
     #[error(transparent)]
     Listen(#[from] listen::ListenError),
     #[error(transparent)]
-    Serve(#[from] rpc::ServeError),
-    #[error(transparent)]
     Consoles(#[from] vnc::settings::ServicesError),
     /// The API listener's own TLS files (`listen_tls`).
     #[error("TLS listener (listen_tls): {0}")]
@@ -287,12 +285,12 @@ pub async fn run_with(
                 })
             }),
     };
-    let served = rpc::serve(manager.clone(), listeners, limits, reloader, &shutdown).await;
+    rpc::serve(manager.clone(), listeners, limits, reloader, &shutdown).await;
     shutdown.trigger();
     manager.stop_guests().await;
     audit.flush().await;
     shutdown.wait().await;
     store.close().await;
     tracing::info!("vmgated stopped");
-    Ok(served?)
+    Ok(())
 }

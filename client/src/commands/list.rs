@@ -12,7 +12,7 @@ use crate::session::Session;
 pub struct ListArgs {
     /// List every domain, running or not
     #[arg(long, conflicts_with = "inactive")]
-    all: bool,
+    pub(crate) all: bool,
     /// List only domains that are not running
     #[arg(long)]
     inactive: bool,

@@ -7,7 +7,7 @@
 //! schema is unary, so it is one small message), then HEADERS and DATA with END_STREAM are
 //! queued together and leave in one write; the answer is read by the caller's own task.
 //!
-//! The socket is registered with the runtime for readability only (see [`Socket`]).
+//! The socket is registered with the runtime for readability only (see [`ReadWakeStream`]).
 //!
 //! Like tonic's channel, a connection found closed before a call (the daemon restarted) is
 //! dialled again; a call already sent when the connection breaks fails and is not retried.
@@ -18,19 +18,16 @@ use std::{
     path::{Path, PathBuf},
     pin::Pin,
     sync::{Arc, Mutex, PoisonError},
-    task::{Context, Poll, ready},
+    task::{Context, Poll},
 };
 
 use bytes::Bytes;
-use h2::{RecvStream, client::SendRequest};
-use http_body::{Body as _, Frame};
-use std::io::{Read, Write};
+use h2::client::SendRequest;
+use http_body::Body as _;
 
-use tokio::{
-    io::{AsyncRead, AsyncWrite, Interest, ReadBuf, unix::AsyncFd},
-    net::UnixStream,
-};
+use tokio::net::UnixStream;
 use tonic::body::Body;
+use vmgate_proto::{h2_body::H2Body, read_wake::ReadWakeStream};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -85,7 +82,7 @@ impl DirectChannel {
 }
 
 async fn start(stream: UnixStream) -> Result<SendRequest<Bytes>, BoxError> {
-    let stream = Socket::new(stream.into_std()?)?;
+    let stream = ReadWakeStream::new(stream.into_std()?)?;
     let (sender, connection) = h2::client::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
@@ -130,7 +127,7 @@ impl tower::Service<http::Request<Body>> for DirectChannel {
             let (head, recv) = response.await?.into_parts();
             Ok(http::Response::from_parts(
                 head,
-                Body::new(RecvBody::new(recv)),
+                Body::new(H2Body::new(recv)),
             ))
         })
     }
@@ -149,166 +146,4 @@ async fn collect(mut body: Body) -> Result<Bytes, BoxError> {
         });
     }
     Ok(all.unwrap_or_default())
-}
-
-/// An answer's body: its DATA, each released to flow control as it is handed on, then its
-/// trailers (where gRPC puts the status).
-struct RecvBody {
-    recv: RecvStream,
-    data_done: bool,
-}
-
-impl RecvBody {
-    fn new(recv: RecvStream) -> RecvBody {
-        RecvBody {
-            recv,
-            data_done: false,
-        }
-    }
-}
-
-impl http_body::Body for RecvBody {
-    type Data = Bytes;
-    type Error = h2::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
-        if !self.data_done {
-            match ready!(self.recv.poll_data(cx)) {
-                Some(Ok(data)) => {
-                    // Cannot fail for a length just received on this stream.
-                    let _ = self.recv.flow_control().release_capacity(data.len());
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                None => self.data_done = true,
-            }
-        }
-        match ready!(self.recv.poll_trailers(cx)) {
-            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
-            Ok(None) => Poll::Ready(None),
-            Err(e) => Poll::Ready(Some(Err(e))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.recv.is_end_stream()
-    }
-}
-
-/// A UNIX stream registered with the runtime for readability only. tokio registers its
-/// `UnixStream` for both directions, edge-triggered, and the kernel raises a write-space
-/// event on a UNIX socket each time the peer reads what it was sent: with tokio's stream,
-/// every call woke this process twice (once when the daemon read the request, once for the
-/// answer). Writes go straight to the socket; only when one finds the socket full is a
-/// duplicate of the descriptor registered for writability, and kept from then on.
-struct Socket {
-    read: AsyncFd<std::os::unix::net::UnixStream>,
-    write: Option<AsyncFd<std::os::unix::net::UnixStream>>,
-}
-
-impl Socket {
-    // `AsyncFd::with_interest` is deprecated because it cannot know that an arbitrary
-    // `AsRawFd` keeps its descriptor open; a std `UnixStream` owns its descriptor (an
-    // `OwnedFd`) for as long as the `AsyncFd` holds it, so the condition holds, and the
-    // replacement is an `unsafe fn`, which this workspace denies.
-    #[allow(deprecated)]
-    fn new(stream: std::os::unix::net::UnixStream) -> io::Result<Socket> {
-        stream.set_nonblocking(true)?;
-        Ok(Socket {
-            read: AsyncFd::with_interest(stream, Interest::READABLE)?,
-            write: None,
-        })
-    }
-
-    /// Runs `op` on the socket until it does not block, waiting for writability between
-    /// tries.
-    fn poll_write_with<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        mut op: impl FnMut(&std::os::unix::net::UnixStream) -> io::Result<T>,
-    ) -> Poll<io::Result<T>> {
-        loop {
-            match op(self.read.get_ref()) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                done => return Poll::Ready(done),
-            }
-            if self.write.is_none() {
-                let dup = self.read.get_ref().try_clone()?;
-                #[allow(deprecated)] // As in `new`.
-                let write = AsyncFd::with_interest(dup, Interest::WRITABLE)?;
-                self.write = Some(write);
-            }
-            let Some(write) = &self.write else {
-                continue;
-            };
-            let mut guard = ready!(write.poll_write_ready(cx))?;
-            // Try again at once: if the socket is still full, the readiness is cleared
-            // and the next poll waits for the kernel to report space.
-            match op(self.read.get_ref()) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
-                done => return Poll::Ready(done),
-            }
-        }
-    }
-}
-
-impl AsyncRead for Socket {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        loop {
-            let mut guard = ready!(self.read.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
-            let want = unfilled.len();
-            match guard.get_inner().read(unfilled) {
-                Ok(n) => {
-                    // A short read emptied the socket: wait for the next event rather than
-                    // learn it from an EAGAIN (tokio's own streams do the same).
-                    if n < want {
-                        guard.clear_ready();
-                    }
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-    }
-}
-
-impl AsyncWrite for Socket {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_write_with(cx, |mut s| s.write(buf))
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut()
-            .poll_write_with(cx, |mut s| s.write_vectored(bufs))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.read.get_ref().shutdown(std::net::Shutdown::Write))
-    }
 }

@@ -1,7 +1,7 @@
 //! One accepted API connection, whatever transport it came by: the byte stream, the `Peer`
-//! the transport established (tonic puts it in every request's extensions for the auth
-//! layer), and the `max_clients` slot it holds until it closes. Both the UNIX and the TLS
-//! listeners feed these to the one gRPC server.
+//! the transport established (the server puts it in every request's extensions for the
+//! auth layer), and the `max_clients` slot it holds until it closes. The UNIX, TLS and TCP
+//! listeners all feed these to the one server.
 
 use std::{
     io,
@@ -11,11 +11,11 @@ use std::{
 
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::{TcpStream, UnixStream},
+    net::TcpStream,
     sync::OwnedSemaphorePermit,
 };
 use tokio_rustls::server::TlsStream;
-use tonic::transport::server::Connected;
+use vmgate_proto::read_wake::ReadWakeStream;
 
 use std::sync::Arc;
 
@@ -23,14 +23,16 @@ use crate::auth::{Peer, access::ConnPolkit, login::ConnLogin};
 
 /// The stream under a connection.
 pub enum ApiStream {
-    Unix(UnixStream),
+    /// Woken for reads only: a call's answer being read by the client is no reason to
+    /// wake the daemon.
+    Unix(ReadWakeStream),
     /// Boxed: a rustls connection is large, and most connections are local.
     Tls(Box<TlsStream<TcpStream>>),
     /// Plain TCP (`listen_tcp`), usable only after a SASL login.
     Tcp(TcpStream),
 }
 
-/// What tonic puts in every request's extensions: who the transport says the peer is,
+/// What the server puts in every request's extensions: who the transport says the peer is,
 /// and the SASL login the connection must make (None when its transport needs none).
 #[derive(Clone)]
 pub struct ConnInfo {
@@ -73,12 +75,9 @@ impl ApiConn {
     pub fn require_polkit(&mut self, check: ConnPolkit) {
         self.polkit = Some(Arc::new(check));
     }
-}
 
-impl Connected for ApiConn {
-    type ConnectInfo = ConnInfo;
-
-    fn connect_info(&self) -> ConnInfo {
+    /// What every call on this connection carries.
+    pub fn info(&self) -> ConnInfo {
         ConnInfo {
             peer: self.peer.clone(),
             login: self.login.clone(),

@@ -17,6 +17,7 @@ use tokio::{
     sync::{Semaphore, mpsc},
 };
 use tokio_util::sync::CancellationToken;
+use vmgate_proto::read_wake::ReadWakeStream;
 
 use super::conn::{ApiConn, ApiStream};
 use crate::auth::{Peer, UnixPeer};
@@ -265,6 +266,13 @@ pub async fn accept_loop(
             Ok(peer) => peer,
             Err(e) => {
                 tracing::warn!("cannot read peer credentials: {e}");
+                continue;
+            }
+        };
+        let stream = match stream.into_std().and_then(ReadWakeStream::new) {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!("cannot register a client's socket: {e}");
                 continue;
             }
         };

@@ -1,7 +1,8 @@
 //! Transport only: the listeners (UNIX sockets in `listen`, TLS in `tls_listen`, plain
-//! TCP in `tcp_listen`, all yielding `conn::ApiConn`s to one gRPC server, which marks the
-//! connections that must log in with SASL first), one file per gRPC service (with the
-//! event relay behind `Domain.Events` in `events`), the error -> status mapping and the
+//! TCP in `tcp_listen`, all yielding `conn::ApiConn`s to `serve`, which marks the
+//! connections that must log in with SASL first and serves each over HTTP/2 in
+//! `h2_server`), the dispatch to the services (`router`), one file per gRPC service (with
+//! the event relay behind `Domain.Events` in `events`), the error -> status mapping and the
 //! wire conversions. Nothing here touches the store, the driver or the filesystem beyond
 //! the sockets themselves (TLS files are read by `tls`).
 
@@ -13,7 +14,9 @@ mod convert;
 mod domain;
 mod events;
 mod guard;
+mod h2_server;
 pub mod listen;
+mod router;
 mod status;
 pub mod tcp_listen;
 pub mod tls_listen;
@@ -21,9 +24,11 @@ mod users;
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::sync::{Semaphore, mpsc};
-use tokio_stream::{StreamExt, wrappers::ReceiverStream};
-use tonic::transport::Server;
+use tokio::{
+    sync::{Semaphore, mpsc},
+    task::JoinSet,
+};
+use tower::Layer;
 use vmgate_proto::v1::{
     admin_server::AdminServer, console_server::ConsoleServer, domain_server::DomainServer,
 };
@@ -84,10 +89,6 @@ impl PolkitSockets {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("The API server failed: {0}")]
-pub struct ServeError(#[from] tonic::transport::Error);
-
 /// Serves the API on `listeners` until shutdown is triggered, then stops accepting
 /// (removing the socket files), lets in-flight calls finish and returns.
 pub async fn serve(
@@ -96,8 +97,8 @@ pub async fn serve(
     limits: ClientLimits,
     reloader: Reloader,
     shutdown: &Shutdown,
-) -> Result<(), ServeError> {
-    let (conns, incoming) = mpsc::channel(64);
+) {
+    let (conns, mut incoming) = mpsc::channel(64);
     let clients = Arc::new(Semaphore::new(limits.max_clients));
     if let Some(tls) = listeners.tls {
         tls_listen::spawn_accept_loops(
@@ -119,49 +120,63 @@ pub async fn serve(
         ));
     }
     drop(conns);
-    let logins = listeners.logins;
-    let polkit_sockets = listeners.polkit_sockets;
-    let incoming = ReceiverStream::new(incoming).map(move |mut conn: conn::ApiConn| {
-        if let Some(login) = logins.as_ref().and_then(|l| l.for_peer(conn.peer())) {
+
+    let calls = AuthLayer {
+        access: listeners.access,
+    }
+    .layer(router::Services {
+        domain: DomainServer::new(domain::DomainService {
+            manager: manager.clone(),
+            shutdown: shutdown.clone(),
+        }),
+        console: ConsoleServer::new(console::ConsoleService {
+            manager: manager.clone(),
+        }),
+        users: users::UsersServer::new(users::UsersService {
+            manager: manager.clone(),
+        }),
+        auth: auth::AuthServer::new(auth::AuthService),
+        admin: AdminServer::new(admin::AdminService { manager, reloader }),
+    });
+    let stop = shutdown.child_token();
+    let mut connections = JoinSet::new();
+    loop {
+        let mut conn: conn::ApiConn = tokio::select! {
+            conn = incoming.recv() => match conn {
+                Some(conn) => conn,
+                None => break,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            _ = stop.cancelled() => break,
+        };
+        if let Some(login) = listeners
+            .logins
+            .as_ref()
+            .and_then(|l| l.for_peer(conn.peer()))
+        {
             conn.require_login(login);
         }
-        if let Some(check) = polkit_sockets
+        if let Some(check) = listeners
+            .polkit_sockets
             .as_ref()
             .and_then(|p| p.check_for(conn.peer()))
         {
             conn.require_polkit(check);
         }
-        Ok::<_, std::io::Error>(conn)
-    });
-
-    let server = Server::builder()
-        .max_concurrent_streams(limits.max_client_requests)
-        .layer(AuthLayer {
-            access: listeners.access,
-        })
-        .add_service(DomainServer::new(domain::DomainService {
-            manager: manager.clone(),
-            shutdown: shutdown.clone(),
-        }))
-        .add_service(ConsoleServer::new(console::ConsoleService {
-            manager: manager.clone(),
-        }))
-        .add_service(users::UsersServer::new(users::UsersService {
-            manager: manager.clone(),
-        }))
-        .add_service(auth::AuthServer::new(auth::AuthService))
-        .add_service(AdminServer::new(admin::AdminService { manager, reloader }))
-        .serve_with_incoming_shutdown(incoming, shutdown.triggered());
-    tokio::pin!(server);
-    tokio::select! {
-        result = &mut server => return Ok(result?),
-        _ = shutdown.triggered() => {}
+        connections.spawn(h2_server::serve_connection(
+            conn,
+            calls.clone(),
+            limits.max_client_requests,
+            stop.clone(),
+        ));
     }
-    match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
-        Ok(result) => Ok(result?),
-        Err(_) => {
-            tracing::warn!("in-flight calls did not finish within {DRAIN_TIMEOUT:?}; closing them");
-            Ok(())
-        }
+    // Every connection has been told to close (GOAWAY) and finishes its calls in flight.
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("in-flight calls did not finish within {DRAIN_TIMEOUT:?}; closing them");
+        connections.abort_all();
     }
 }
