@@ -281,6 +281,14 @@ mod tests {
         calls: impl Calls,
         stop: CancellationToken,
     ) -> (UnixStream, tokio::task::JoinHandle<()>) {
+        serve_with_limit(calls, stop, 8)
+    }
+
+    fn serve_with_limit(
+        calls: impl Calls,
+        stop: CancellationToken,
+        max_streams: u32,
+    ) -> (UnixStream, tokio::task::JoinHandle<()>) {
         let (client, server) = std::os::unix::net::UnixStream::pair().expect("pair");
         let peer = Peer::Unix(UnixPeer {
             uid: 1000,
@@ -294,7 +302,7 @@ mod tests {
             .expect("slot");
         let stream = ApiStream::Unix(ReadWakeStream::new(server).expect("register"));
         let conn = ApiConn::new(stream, peer, slot);
-        let served = tokio::spawn(serve_connection(conn, calls, 8, stop));
+        let served = tokio::spawn(serve_connection(conn, calls, max_streams, stop));
         client.set_nonblocking(true).expect("nonblocking");
         (UnixStream::from_std(client).expect("client"), served)
     }
@@ -388,6 +396,55 @@ mod tests {
             .await
             .expect("the connection closes at shutdown")
             .expect("no panic");
+    }
+
+    #[tokio::test]
+    async fn calls_beyond_the_limit_wait_for_a_free_slot() {
+        // Each call waits until the test releases one; `started` counts the calls running.
+        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let release = Arc::new(Semaphore::new(0));
+        let (s, r) = (started.clone(), release.clone());
+        let calls = tower::service_fn(move |_: http::Request<Body>| {
+            let (started, release) = (s.clone(), r.clone());
+            async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                release.acquire().await.expect("open").forget();
+                Ok::<_, Infallible>(http::Response::new(Body::empty()))
+            }
+        });
+        let (stream, _served) = serve_with_limit(calls, CancellationToken::new(), 2);
+        let sender = client(stream).await;
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            let mut sender = sender.clone().ready().await.expect("ready");
+            let (answer, _) = sender
+                .send_request(request("/vmgate.v1.Domain/Start"), true)
+                .expect("send");
+            answers.push(tokio::spawn(answer));
+        }
+        let running = |n: usize| {
+            let started = started.clone();
+            async move {
+                tokio::time::timeout(Duration::from_secs(10), async {
+                    while started.load(Ordering::SeqCst) < n {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                })
+                .await
+                .is_ok()
+            }
+        };
+        assert!(running(2).await, "two calls run");
+        // The third waits for a slot, however long the first two take.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(started.load(Ordering::SeqCst), 2, "the third call waits");
+        release.add_permits(1);
+        assert!(running(3).await, "the third runs once a slot is free");
+        release.add_permits(2);
+        for answer in answers {
+            let answer = answer.await.expect("joined").expect("answered");
+            assert_eq!(answer.status(), http::StatusCode::OK);
+        }
     }
 
     #[tokio::test(start_paused = true)]
