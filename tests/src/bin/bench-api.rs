@@ -13,11 +13,16 @@ use vmgate::{ConnectUri, Connection};
 use vmgate_proto::v1::{DefineRequest, DomainRef, ListFilter, ListRequest};
 use vmgate_tests::{TestDaemon, bench::Sample, bins, run_vmgate};
 
+/// The client runs as the CLI does: the same allocator, and tracing's callsites off.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BUDGET: Duration = Duration::from_secs(2);
 const SIZES: [usize; 3] = [1, 100, 10_000];
 const SCRIPT_LINES: usize = 2_000;
 
 fn main() -> anyhow::Result<()> {
+    let _ = tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.as_slice() {
         [] => full(),
