@@ -30,11 +30,11 @@ pub struct ReadWakeStream {
 const READ_SIZE: usize = 8 * 1024;
 
 impl ReadWakeStream {
+    /// Takes over `stream`, making it non-blocking; must be called within a runtime.
     // `AsyncFd::with_interest` is deprecated because it cannot know that an arbitrary
     // `AsRawFd` keeps its descriptor open; a std `UnixStream` owns its descriptor (an
     // `OwnedFd`) for as long as the `AsyncFd` holds it, so the condition holds, and the
     // replacement is an `unsafe fn`, which this workspace denies.
-    /// Takes over `stream`, making it non-blocking; must be called within a runtime.
     #[allow(deprecated)]
     pub fn new(stream: UnixStream) -> io::Result<ReadWakeStream> {
         stream.set_nonblocking(true)?;
@@ -43,11 +43,6 @@ impl ReadWakeStream {
             write: None,
             landing: vec![0; READ_SIZE].into_boxed_slice(),
         })
-    }
-
-    /// The stream, for what the runtime need not know of (peer credentials).
-    pub fn get_ref(&self) -> &UnixStream {
-        self.read.get_ref()
     }
 
     /// Runs `op` on the socket until it does not block, waiting for writability between

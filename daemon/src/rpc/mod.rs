@@ -121,23 +121,7 @@ pub async fn serve(
     }
     drop(conns);
 
-    let calls = AuthLayer {
-        access: listeners.access,
-    }
-    .layer(router::Services {
-        domain: DomainServer::new(domain::DomainService {
-            manager: manager.clone(),
-            shutdown: shutdown.clone(),
-        }),
-        console: ConsoleServer::new(console::ConsoleService {
-            manager: manager.clone(),
-        }),
-        users: users::UsersServer::new(users::UsersService {
-            manager: manager.clone(),
-        }),
-        auth: auth::AuthServer::new(auth::AuthService),
-        admin: AdminServer::new(admin::AdminService { manager, reloader }),
-    });
+    let calls = api_calls(manager, listeners.access, reloader, shutdown);
     let stop = shutdown.child_token();
     let mut connections = JoinSet::new();
     loop {
@@ -179,4 +163,27 @@ pub async fn serve(
         tracing::warn!("in-flight calls did not finish within {DRAIN_TIMEOUT:?}; closing them");
         connections.abort_all();
     }
+}
+
+/// The five services behind the auth layer; `access` is the polkit access driver, if on.
+fn api_calls(
+    manager: Arc<Manager>,
+    access: Option<Arc<AccessDriver>>,
+    reloader: Reloader,
+    shutdown: &Shutdown,
+) -> impl h2_server::Calls {
+    AuthLayer { access }.layer(router::Services {
+        domain: DomainServer::new(domain::DomainService {
+            manager: manager.clone(),
+            shutdown: shutdown.clone(),
+        }),
+        console: ConsoleServer::new(console::ConsoleService {
+            manager: manager.clone(),
+        }),
+        users: users::UsersServer::new(users::UsersService {
+            manager: manager.clone(),
+        }),
+        auth: auth::AuthServer::new(auth::AuthService),
+        admin: AdminServer::new(admin::AdminService { manager, reloader }),
+    })
 }
