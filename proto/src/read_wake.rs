@@ -5,7 +5,7 @@
 //! when the daemon read the request, once for the answer) and the daemon twice (once for the
 //! request, once when the client read the answer). Writes go straight to the socket; only
 //! when one finds the socket full is a duplicate of the descriptor registered for
-//! writability, and kept from then on.
+//! writability, until a write goes through again.
 
 use std::{
     io::{self, Read, Write},
@@ -71,7 +71,13 @@ impl ReadWakeStream {
             // and the next poll waits for the kernel to report space.
             match op(self.read.get_ref()) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
-                done => return Poll::Ready(done),
+                done => {
+                    // The socket took the write: drop the registration for writability,
+                    // whose events would otherwise wake the runtime on every read the
+                    // peer makes from now on.
+                    self.write = None;
+                    return Poll::Ready(done);
+                }
             }
         }
     }
@@ -90,8 +96,9 @@ impl AsyncRead for ReadWakeStream {
             match guard.get_inner().read(&mut landing[..want]) {
                 Ok(n) => {
                     // A short read emptied the socket: wait for the next event rather than
-                    // learn it from an EAGAIN (tokio's own streams do the same).
-                    if n < want {
+                    // learn it from an EAGAIN (tokio's own streams do the same). The end of
+                    // the stream (0) keeps its readiness, as in tokio.
+                    if n > 0 && n < want {
                         guard.clear_ready();
                     }
                     buf.put_slice(&landing[..n]);

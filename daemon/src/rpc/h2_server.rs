@@ -23,6 +23,7 @@ use h2::{
     server::{self, SendResponse},
 };
 use http_body::Body as _;
+use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
 use tower::{Service, ServiceExt};
@@ -96,10 +97,17 @@ pub async fn serve_connection(
             return;
         }
     };
+    // The calls of this connection: when it ends, or is aborted at the end of the drain,
+    // dropping the set aborts whatever still runs, so no call outlives the server.
+    let mut in_flight = JoinSet::new();
     let mut closing = false;
     loop {
         let accepted = tokio::select! {
             accepted = connection.accept() => accepted,
+            Some(ended) = in_flight.join_next(), if !in_flight.is_empty() => {
+                log_panic(ended, "an API call");
+                continue;
+            }
             _ = stop.cancelled(), if !closing => {
                 // GOAWAY: no new calls; accept() ends once those in flight are answered.
                 connection.graceful_shutdown();
@@ -109,7 +117,7 @@ pub async fn serve_connection(
         };
         match accepted {
             Some(Ok((request, respond))) => {
-                tokio::spawn(serve_call(request, respond, calls.clone(), info.clone()));
+                in_flight.spawn(serve_call(request, respond, calls.clone(), info.clone()));
             }
             Some(Err(e)) => {
                 tracing::debug!("API connection ended: {e}");
@@ -120,8 +128,18 @@ pub async fn serve_connection(
     }
 }
 
+/// Logs a task that panicked; one that ended or was aborted needs no word.
+pub fn log_panic(ended: Result<(), JoinError>, what: &str) {
+    if let Err(e) = ended
+        && e.is_panic()
+    {
+        tracing::error!("{what} panicked: {e}");
+    }
+}
+
 /// Runs one call and sends its answer. A client that resets the stream before the answer
-/// is ready cancels the call, as hyper did.
+/// is ready cancels the call, as hyper did; one whose `grpc-timeout` passes first gets
+/// CANCELLED, as from tonic's server.
 async fn serve_call(
     request: http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
@@ -130,8 +148,18 @@ async fn serve_call(
 ) {
     let (mut head, recv) = request.into_parts();
     head.extensions.insert(info);
+    let deadline = grpc_timeout(&head.headers);
     let request = http::Request::from_parts(head, Body::new(H2Body::new(recv)));
-    let mut call = std::pin::pin!(calls.oneshot(request));
+    let call = calls.oneshot(request);
+    let mut call = std::pin::pin!(async move {
+        let Some(deadline) = deadline else {
+            return call.await;
+        };
+        match tokio::time::timeout(deadline, call).await {
+            Ok(answered) => answered,
+            Err(_) => Ok(tonic::Status::cancelled("Timeout expired").into_http()),
+        }
+    });
     let answered = poll_fn(|cx| {
         if let Poll::Ready(reason) = respond.poll_reset(cx) {
             return Poll::Ready(Err(reason));
@@ -160,6 +188,28 @@ async fn serve_call(
     if let Err(e) = result {
         tracing::debug!("API answer not sent in full: {e}");
     }
+}
+
+/// The deadline a client gave with `grpc-timeout`: up to 8 digits and a unit (H, M, S, m,
+/// u or n), as the gRPC over HTTP/2 protocol defines it. A value that does not read so is
+/// ignored, as a missing one is.
+fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let unit_at = value.len().checked_sub(1)?;
+    let (digits, unit) = value.split_at_checked(unit_at)?;
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -248,6 +298,27 @@ mod tests {
         auth::{Peer, UnixPeer},
         rpc::conn::ApiStream,
     };
+
+    /// Sets its flag when dropped: held by a call, it tells when the call's future went.
+    struct DropFlag(Arc<AtomicBool>);
+
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether `flag` is set within 10 s.
+    async fn wait_for(flag: &AtomicBool) -> bool {
+        let set = async {
+            while !flag.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), set)
+            .await
+            .is_ok()
+    }
 
     /// A body of `data` in one DATA frame, then trailers naming its length.
     struct Answer {
@@ -364,14 +435,8 @@ mod tests {
         let calls = tower::service_fn(move |_: http::Request<Body>| {
             let (started, dropped) = (s.clone(), d.clone());
             async move {
-                // Marks the call dropped when its future is, and never finishes by itself.
-                struct OnDrop(Arc<AtomicBool>);
-                impl Drop for OnDrop {
-                    fn drop(&mut self) {
-                        self.0.store(true, Ordering::SeqCst);
-                    }
-                }
-                let _guard = OnDrop(dropped);
+                // Marks the call dropped when its future is; it never finishes by itself.
+                let _guard = DropFlag(dropped);
                 started.notify_one();
                 std::future::pending::<Result<http::Response<Body>, Infallible>>().await
             }
@@ -384,13 +449,7 @@ mod tests {
             .expect("send");
         started.notified().await;
         send.send_reset(Reason::CANCEL);
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while !dropped.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("the reset call is dropped");
+        assert!(wait_for(&dropped).await, "the reset call is dropped");
         stop.cancel();
         tokio::time::timeout(Duration::from_secs(10), served)
             .await
@@ -445,6 +504,75 @@ mod tests {
             let answer = answer.await.expect("joined").expect("answered");
             assert_eq!(answer.status(), http::StatusCode::OK);
         }
+    }
+
+    #[tokio::test]
+    async fn calls_end_with_their_connection() {
+        let started = Arc::new(tokio::sync::Notify::new());
+        let dropped = Arc::new(AtomicBool::new(false));
+        let (s, d) = (started.clone(), dropped.clone());
+        let calls = tower::service_fn(move |_: http::Request<Body>| {
+            let (started, guard) = (s.clone(), DropFlag(d.clone()));
+            async move {
+                let _guard = guard;
+                started.notify_one();
+                std::future::pending::<Result<http::Response<Body>, Infallible>>().await
+            }
+        });
+        let (stream, served) = serve(calls, CancellationToken::new());
+        let (mut sender, connection) = h2::client::handshake(stream).await.expect("handshake");
+        let client = tokio::spawn(connection);
+        let (_response, _) = sender
+            .send_request(request("/vmgate.v1.Domain/Start"), true)
+            .expect("send");
+        started.notified().await;
+        // The client goes away mid-call: its connection ends with the socket.
+        client.abort();
+        tokio::time::timeout(Duration::from_secs(10), served)
+            .await
+            .expect("the connection ends")
+            .expect("no panic");
+        assert!(
+            wait_for(&dropped).await,
+            "the call ended with its connection"
+        );
+    }
+
+    #[test]
+    fn grpc_timeouts_read_as_the_protocol_spells_them() {
+        let read = |value: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("grpc-timeout", value.parse().expect("header value"));
+            grpc_timeout(&headers)
+        };
+        assert_eq!(read("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(read("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(read("10S"), Some(Duration::from_secs(10)));
+        assert_eq!(read("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(read("99999999u"), Some(Duration::from_micros(99_999_999)));
+        assert_eq!(read("5n"), Some(Duration::from_nanos(5)));
+        for bad in ["", "S", "10", "10s", "123456789S", "-1S", "1.5S", "１S"] {
+            assert_eq!(read(bad), None, "{bad:?}");
+        }
+        assert_eq!(grpc_timeout(&http::HeaderMap::new()), None);
+    }
+
+    #[tokio::test]
+    async fn a_call_past_its_grpc_timeout_is_answered_cancelled() {
+        let calls = tower::service_fn(|_: http::Request<Body>| {
+            std::future::pending::<Result<http::Response<Body>, Infallible>>()
+        });
+        let (stream, _served) = serve(calls, CancellationToken::new());
+        let mut sender = client(stream).await;
+        let mut call = request("/vmgate.v1.Domain/Start");
+        call.headers_mut()
+            .insert("grpc-timeout", "50m".parse().expect("value"));
+        let (response, _) = sender.send_request(call, true).expect("send");
+        let response = tokio::time::timeout(Duration::from_secs(10), response)
+            .await
+            .expect("answered once the deadline passed")
+            .expect("response");
+        assert_eq!(response.headers()["grpc-status"], "1", "CANCELLED");
     }
 
     #[tokio::test(start_paused = true)]

@@ -130,7 +130,10 @@ pub async fn serve(
                 Some(conn) => conn,
                 None => break,
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            Some(ended) = connections.join_next(), if !connections.is_empty() => {
+                h2_server::log_panic(ended, "an API connection");
+                continue;
+            }
             _ = stop.cancelled() => break,
         };
         if let Some(login) = listeners
@@ -154,6 +157,8 @@ pub async fn serve(
             stop.clone(),
         ));
     }
+    // Connections accepted but not yet served are closed at once.
+    drop(incoming);
     // Every connection has been told to close (GOAWAY) and finishes its calls in flight.
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
         while connections.join_next().await.is_some() {}
@@ -162,6 +167,9 @@ pub async fn serve(
     if drained.is_err() {
         tracing::warn!("in-flight calls did not finish within {DRAIN_TIMEOUT:?}; closing them");
         connections.abort_all();
+        // An aborted connection drops its calls with it; wait until they are gone, so that
+        // none still runs when the store closes.
+        while connections.join_next().await.is_some() {}
     }
 }
 
