@@ -55,7 +55,7 @@ impl ReadWakeStream {
         loop {
             match op(self.read.get_ref()) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                done => return Poll::Ready(done),
+                done => return Poll::Ready(self.wrote(done)),
             }
             if self.write.is_none() {
                 let dup = self.read.get_ref().try_clone()?;
@@ -72,14 +72,19 @@ impl ReadWakeStream {
             match op(self.read.get_ref()) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
                 done => {
-                    // The socket took the write: drop the registration for writability,
-                    // whose events would otherwise wake the runtime on every read the
-                    // peer makes from now on.
-                    self.write = None;
-                    return Poll::Ready(done);
+                    drop(guard);
+                    return Poll::Ready(self.wrote(done));
                 }
             }
         }
+    }
+
+    /// After a write that did not block: the socket takes writes again, so the watch for
+    /// write space (if a full socket started one) ends; its events would otherwise wake
+    /// the runtime each time the peer reads from then on.
+    fn wrote<T>(&mut self, done: io::Result<T>) -> io::Result<T> {
+        self.write = None;
+        done
     }
 }
 
@@ -160,14 +165,19 @@ mod tests {
         let writer = tokio::spawn(async move {
             sender.write_all(&sent).await.expect("write");
             sender.shutdown().await.expect("shutdown");
+            sender
         });
         let mut received = Vec::new();
         receiver
             .read_to_end(&mut received)
             .await
             .expect("read to the end");
-        writer.await.expect("writer");
+        let sender = writer.await.expect("writer");
         assert_eq!(received.len(), expected.len());
         assert!(received == expected, "the bytes arrive in order, unchanged");
+        assert!(
+            sender.write.is_none(),
+            "once writes go through, nothing watches for write space"
+        );
     }
 }
