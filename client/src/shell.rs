@@ -128,7 +128,7 @@ pub fn interactive(rt: &Runtime, session: &mut Session) -> bool {
         "vmgate # "
     };
     loop {
-        match editor.readline(prompt) {
+        match read_line_answering_probes(rt, &mut editor, prompt) {
             Ok(line) => {
                 if !line.trim().is_empty() {
                     let _ = editor.add_history_entry(line.as_str());
@@ -151,6 +151,27 @@ pub fn interactive(rt: &Runtime, session: &mut Session) -> bool {
         }
     }
     true
+}
+
+/// Reads a line at the prompt on another thread while this one runs the runtime, so that
+/// the connection answers the daemon's keepalive probes however long the prompt waits
+/// (virsh answers them from its event loop thread too).
+fn read_line_answering_probes(
+    rt: &Runtime,
+    editor: &mut DefaultEditor,
+    prompt: &str,
+) -> Result<String, ReadlineError> {
+    std::thread::scope(|scope| {
+        let (typed, line) = tokio::sync::oneshot::channel();
+        scope.spawn(move || {
+            let _ = typed.send(editor.readline(prompt));
+        });
+        rt.block_on(line).unwrap_or_else(|_| {
+            Err(ReadlineError::Io(std::io::Error::other(
+                "the prompt failed",
+            )))
+        })
+    })
 }
 
 fn run_line(rt: &Runtime, session: &mut Session, parser: &mut LineParser, line: &str) -> Outcome {

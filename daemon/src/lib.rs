@@ -263,6 +263,12 @@ pub async fn run_with(
         max_anonymous_clients: usize::try_from(daemon.max_anonymous_clients)
             .unwrap_or(usize::MAX)
             .max(1),
+        keepalive: u64::try_from(daemon.keepalive_interval).ok().map(|secs| {
+            rpc::h2_server::Keepalive {
+                interval: std::time::Duration::from_secs(secs),
+                count: daemon.keepalive_count,
+            }
+        }),
     };
     let polkit = Arc::new(auth::polkit::Polkit::new());
     let api_sasl = api_sasl_server(daemon, users).map_err(DaemonError::Sasl)?;

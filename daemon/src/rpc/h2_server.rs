@@ -1,6 +1,7 @@
 //! Serves one API connection with the h2 crate directly: the HTTP/2 handshake (with a
 //! deadline for the client's preface), one task per call that hands the request to the
-//! gRPC services and sends their answer back within the client's flow-control window, and
+//! gRPC services and sends their answer back within the client's flow-control window,
+//! keepalive probes (HTTP/2 PING) that close the connection of a client gone silent, and
 //! a graceful close at shutdown (GOAWAY, then the calls in flight finish).
 //!
 //! This is the part of hyper's server that gRPC uses, without hyper: no protocol
@@ -67,17 +68,34 @@ impl<S> Calls for S where
 {
 }
 
-/// Serves `conn` until the client closes it, or until `stop` and the calls in flight have
-/// finished. `max_streams` bounds the calls in flight at once (`max_client_requests`).
+/// What a connection may do and how it is watched.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Calls in flight at once (`max_client_requests`).
+    pub max_streams: u32,
+    /// None when keepalive is off (`keepalive_interval = -1`).
+    pub keepalive: Option<Keepalive>,
+}
+
+/// libvirt's keepalive: a probe every `interval`, and a client that has answered none for
+/// `count` intervals is gone.
+#[derive(Clone, Copy, Debug)]
+pub struct Keepalive {
+    pub interval: Duration,
+    pub count: u32,
+}
+
+/// Serves `conn` until the client closes it or stops answering keepalive probes, or until
+/// `stop` and the calls in flight have finished.
 pub async fn serve_connection(
     conn: ApiConn,
     calls: impl Calls,
-    max_streams: u32,
+    limits: Limits,
     stop: CancellationToken,
 ) {
     let info = conn.info();
     let handshake = server::Builder::new()
-        .max_concurrent_streams(max_streams)
+        .max_concurrent_streams(limits.max_streams)
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_header_list_size(MAX_HEADER_LIST_SIZE)
@@ -100,10 +118,22 @@ pub async fn serve_connection(
     // The calls of this connection: when it ends, or is aborted at the end of the drain,
     // dropping the set aborts whatever still runs, so no call outlives the server.
     let mut in_flight = JoinSet::new();
+    let watched = limits.keepalive.zip(connection.ping_pong());
+    let silent = async move {
+        match watched {
+            Some((keepalive, pings)) => silent_client(keepalive, pings).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(silent);
     let mut closing = false;
     loop {
         let accepted = tokio::select! {
             accepted = connection.accept() => accepted,
+            () = &mut silent => {
+                tracing::info!(peer = ?info.peer, "closing an API connection whose client no longer answers keepalive probes");
+                break;
+            }
             Some(ended) = in_flight.join_next(), if !in_flight.is_empty() => {
                 log_panic(ended, "an API call");
                 continue;
@@ -124,6 +154,22 @@ pub async fn serve_connection(
                 break;
             }
             None => break,
+        }
+    }
+}
+
+/// Resolves once the client has left a probe unanswered for `count` intervals; a client
+/// that answers keeps it waiting for ever. The probe goes out after each `interval`, as
+/// libvirt's does; HTTP/2 clients answer PINGs by themselves.
+async fn silent_client(keepalive: Keepalive, mut pings: h2::PingPong) {
+    let patience = keepalive.interval.saturating_mul(keepalive.count.max(1));
+    loop {
+        tokio::time::sleep(keepalive.interval).await;
+        match tokio::time::timeout(patience, pings.ping(h2::Ping::opaque())).await {
+            Ok(Ok(_pong)) => {}
+            // The connection is closing for another reason, which the accept loop sees.
+            Ok(Err(_)) => return std::future::pending().await,
+            Err(_) => return,
         }
     }
 }
@@ -360,6 +406,18 @@ mod tests {
         stop: CancellationToken,
         max_streams: u32,
     ) -> (UnixStream, tokio::task::JoinHandle<()>) {
+        let limits = Limits {
+            max_streams,
+            keepalive: None,
+        };
+        serve_with(calls, stop, limits)
+    }
+
+    fn serve_with(
+        calls: impl Calls,
+        stop: CancellationToken,
+        limits: Limits,
+    ) -> (UnixStream, tokio::task::JoinHandle<()>) {
         let (client, server) = std::os::unix::net::UnixStream::pair().expect("pair");
         let peer = Peer::Unix(UnixPeer {
             uid: 1000,
@@ -373,7 +431,7 @@ mod tests {
             .expect("slot");
         let stream = ApiStream::Unix(ReadWakeStream::new(server).expect("register"));
         let conn = ApiConn::new(stream, peer, slot);
-        let served = tokio::spawn(serve_connection(conn, calls, max_streams, stop));
+        let served = tokio::spawn(serve_connection(conn, calls, limits, stop));
         client.set_nonblocking(true).expect("nonblocking");
         (UnixStream::from_std(client).expect("client"), served)
     }
@@ -573,6 +631,61 @@ mod tests {
             .expect("answered once the deadline passed")
             .expect("response");
         assert_eq!(response.headers()["grpc-status"], "1", "CANCELLED");
+    }
+
+    fn probed_every_5s_3_times() -> Limits {
+        Limits {
+            max_streams: 8,
+            keepalive: Some(Keepalive {
+                interval: Duration::from_secs(5),
+                count: 3,
+            }),
+        }
+    }
+
+    fn no_calls() -> impl Calls {
+        tower::service_fn(|_: http::Request<Body>| async {
+            Ok::<_, Infallible>(http::Response::new(Body::empty()))
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_answering_probes_is_closed() {
+        let (stream, served) = serve_with(
+            no_calls(),
+            CancellationToken::new(),
+            probed_every_5s_3_times(),
+        );
+        // The client's side is never polled after the handshake: it reads no PING and
+        // answers none, as a client whose host vanished.
+        let (_sender, _never_polled) = h2::client::handshake(stream).await.expect("handshake");
+        tokio::time::timeout(Duration::from_secs(5 + 3 * 5 + 5), served)
+            .await
+            .expect("closed once three intervals passed without an answer")
+            .expect("no panic");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_answers_probes_stays() {
+        let (stream, mut served) = serve_with(
+            no_calls(),
+            CancellationToken::new(),
+            probed_every_5s_3_times(),
+        );
+        let (sender, connection) = h2::client::handshake(stream).await.expect("handshake");
+        tokio::spawn(connection);
+        let waited = tokio::time::timeout(Duration::from_secs(120), &mut served).await;
+        assert!(waited.is_err(), "still served after 24 probes");
+        let (answer, _) = sender
+            .ready()
+            .await
+            .expect("ready")
+            .send_request(request("/vmgate.v1.Admin/Version"), true)
+            .expect("send");
+        assert_eq!(
+            answer.await.expect("answered").status(),
+            http::StatusCode::OK
+        );
     }
 
     #[tokio::test(start_paused = true)]

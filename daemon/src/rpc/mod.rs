@@ -14,7 +14,7 @@ mod convert;
 mod domain;
 mod events;
 mod guard;
-mod h2_server;
+pub mod h2_server;
 pub mod listen;
 mod router;
 mod status;
@@ -59,6 +59,8 @@ pub struct ClientLimits {
     pub max_client_requests: u32,
     /// TLS handshakes in flight at once (`max_anonymous_clients`).
     pub max_anonymous_clients: usize,
+    /// Probes for clients that went away without closing (`keepalive_*`); None when off.
+    pub keepalive: Option<h2_server::Keepalive>,
 }
 
 /// Everything the API is served on.
@@ -153,7 +155,10 @@ pub async fn serve(
         connections.spawn(h2_server::serve_connection(
             conn,
             calls.clone(),
-            limits.max_client_requests,
+            h2_server::Limits {
+                max_streams: limits.max_client_requests,
+                keepalive: limits.keepalive,
+            },
             stop.clone(),
         ));
     }
