@@ -38,17 +38,7 @@ exit [lindex $result 3]
         uri = d.uri(),
         path = path.display(),
     );
-    let out = Command::new("expect")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .expect("run expect");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "shell session failed:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_session(&script, &d);
     assert!(
         d.vmgate(&["list", "--all"]).ok().contains("alpha"),
         "the shell's define took effect"
@@ -92,17 +82,7 @@ exit [lindex $result 3]
             vmgate = bins::vmgate().display(),
             uri = d.uri(),
         );
-        let out = Command::new("expect")
-            .arg("-c")
-            .arg(&script)
-            .output()
-            .expect("run expect");
-        assert!(
-            out.status.success(),
-            "shell session failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            d.log()
-        );
+        run_session(&script, &d);
     };
     shell(false);
     assert!(
@@ -114,6 +94,22 @@ exit [lindex $result 3]
     assert!(
         wait_until(Duration::from_secs(10), || d.log().contains(closed)),
         "the frozen shell's connection is closed:\n{}",
+        d.log()
+    );
+}
+
+/// Runs an expect `script` that drives the shell, and fails with its transcript, its errors
+/// and the daemon's log unless it exits 0.
+fn run_session(script: &str, d: &TestDaemon) {
+    let out = Command::new("expect")
+        .args(["-c", script])
+        .output()
+        .expect("run expect");
+    assert!(
+        out.status.success(),
+        "shell session failed:\n{}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
         d.log()
     );
 }
