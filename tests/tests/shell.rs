@@ -12,11 +12,8 @@ fn interactive_shell_runs_commands_until_quit() {
     }
     let d = TestDaemon::start();
     let path = d.file("a.toml", "name = \"alpha\"\n");
-    let script = format!(
+    let commands = format!(
         r#"
-set timeout 20
-spawn {vmgate} -c {uri}
-expect "vmgate # "
 send "define {path}\r"
 expect "defined from"
 expect "vmgate # "
@@ -29,16 +26,10 @@ expect "vmgate # "
 send "help\r"
 expect "dominfo"
 expect "vmgate # "
-send "quit\r"
-expect eof
-catch wait result
-exit [lindex $result 3]
 "#,
-        vmgate = bins::vmgate().display(),
-        uri = d.uri(),
         path = path.display(),
     );
-    run_session(&script, &d);
+    run_session(&d, &commands);
     assert!(
         d.vmgate(&["list", "--all"]).ok().contains("alpha"),
         "the shell's define took effect"
@@ -62,11 +53,8 @@ fn an_idle_shell_answers_keepalive_probes_and_a_frozen_one_is_closed() {
         } else {
             "after 4000"
         };
-        let script = format!(
+        let commands = format!(
             r#"
-set timeout 20
-spawn {vmgate} -c {uri}
-expect "vmgate # "
 send "list --all\r"
 expect "Name"
 expect "vmgate # "
@@ -74,15 +62,9 @@ expect "vmgate # "
 send "list --all\r"
 expect "Name"
 expect "vmgate # "
-send "quit\r"
-expect eof
-catch wait result
-exit [lindex $result 3]
-"#,
-            vmgate = bins::vmgate().display(),
-            uri = d.uri(),
+"#
         );
-        run_session(&script, &d);
+        run_session(&d, &commands);
     };
     shell(false);
     assert!(
@@ -98,11 +80,26 @@ exit [lindex $result 3]
     );
 }
 
-/// Runs an expect `script` that drives the shell, and fails with its transcript, its errors
-/// and the daemon's log unless it exits 0.
-fn run_session(script: &str, d: &TestDaemon) {
+/// Starts `vmgate` on `d` under expect, waits for its prompt, types `commands` (expect
+/// lines, each ending at the prompt), then quits; fails with the transcript, expect's errors
+/// and the daemon's log unless the shell exits 0.
+fn run_session(d: &TestDaemon, commands: &str) {
+    let script = format!(
+        r#"
+set timeout 20
+spawn {vmgate} -c {uri}
+expect "vmgate # "
+{commands}
+send "quit\r"
+expect eof
+catch wait result
+exit [lindex $result 3]
+"#,
+        vmgate = bins::vmgate().display(),
+        uri = d.uri(),
+    );
     let out = Command::new("expect")
-        .args(["-c", script])
+        .args(["-c", &script])
         .output()
         .expect("run expect");
     assert!(
