@@ -57,9 +57,18 @@ pub struct VncConfig {
     /// Whether a guest with no console ACL rules admits (`allow`) or refuses (`deny`)
     /// sessions that present an identity. (vmgate)
     pub vnc_acl_default: AclDefault,
-    /// Unauthenticated console connections allowed per guest; a new one evicts the oldest.
+    /// Unauthenticated console connections allowed per guest; when full, a new one evicts
+    /// the oldest of the source with the most, never the lone connection of another source.
     /// (vmgate)
     pub vnc_max_pending: u32,
+    /// Unauthenticated console connections allowed per guest from one source address (or
+    /// local uid); a new one evicts that source's oldest. OpenSSH's PerSourceMaxStartups.
+    /// (vmgate)
+    pub vnc_max_pending_per_source: u32,
+    /// Console sessions (authenticated and pending) the daemon holds at once over all
+    /// guests; unset means (the file-descriptor limit - a reserve for the API) / 2, since
+    /// a session behind QEMU holds two descriptors. (vmgate)
+    pub vnc_max_sessions: Option<u32>,
     /// Seconds a console client has to finish authenticating. (vmgate)
     pub vnc_handshake_timeout_secs: u64,
     /// Failed logins from one source within the window that trigger a lockout. (vmgate)
@@ -94,6 +103,8 @@ impl Default for VncConfig {
             vnc_sasl_local_realm: None,
             vnc_acl_default: AclDefault::Allow,
             vnc_max_pending: 20,
+            vnc_max_pending_per_source: 4,
+            vnc_max_sessions: None,
             vnc_handshake_timeout_secs: 60,
             vnc_auth_max_failures: 5,
             vnc_auth_failure_window_secs: 60,

@@ -87,6 +87,8 @@ fn defaults_are_the_ones_in_design_md() {
     assert_eq!(v.vnc_sasl_local_realm, None);
     assert_eq!(v.vnc_acl_default, AclDefault::Allow);
     assert_eq!(v.vnc_max_pending, 20);
+    assert_eq!(v.vnc_max_pending_per_source, 4);
+    assert_eq!(v.vnc_max_sessions, None);
     assert_eq!(v.vnc_handshake_timeout_secs, 60);
     assert_eq!(v.vnc_auth_max_failures, 5);
     assert_eq!(v.vnc_auth_failure_window_secs, 60);

@@ -291,7 +291,7 @@ fn display_port_range() {
 #[test]
 fn zero_limits_are_errors() {
     type Set = fn(&mut Config);
-    let cases: [(&str, Set); 9] = [
+    let cases: &[(&str, Set)] = &[
         ("daemon.max_clients", |c| c.daemon.max_clients = 0),
         ("daemon.max_anonymous_clients", |c| {
             c.daemon.max_anonymous_clients = 0
@@ -300,6 +300,10 @@ fn zero_limits_are_errors() {
             c.daemon.max_client_requests = 0
         }),
         ("vnc.vnc_max_pending", |c| c.vnc.vnc_max_pending = 0),
+        ("vnc.vnc_max_pending_per_source", |c| {
+            c.vnc.vnc_max_pending_per_source = 0
+        }),
+        ("vnc.vnc_max_sessions", |c| c.vnc.vnc_max_sessions = Some(0)),
         ("vnc.vnc_handshake_timeout_secs", |c| {
             c.vnc.vnc_handshake_timeout_secs = 0
         }),

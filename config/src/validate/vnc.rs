@@ -239,6 +239,20 @@ fn check_ports_and_limits(cfg: &Config, report: &mut Report) {
     );
     check_nonzero(
         report,
+        "vnc.vnc_max_pending_per_source",
+        v.vnc_max_pending_per_source.into(),
+        "would refuse every console connection",
+    );
+    if let Some(max) = v.vnc_max_sessions {
+        check_nonzero(
+            report,
+            "vnc.vnc_max_sessions",
+            max.into(),
+            "would refuse every console connection; leave it unset for the default",
+        );
+    }
+    check_nonzero(
+        report,
         "vnc.vnc_handshake_timeout_secs",
         v.vnc_handshake_timeout_secs,
         "would give clients no time to log in",

@@ -4,6 +4,8 @@
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
+use tokio::sync::Semaphore;
+
 use vmgate_config::{AclDefault, Config, Secret};
 
 use crate::{
@@ -16,6 +18,7 @@ use crate::{
 
 use super::{
     audit::AuditSink,
+    gateway::SourceGates,
     throttle::{Throttle, ThrottleConfig},
     vencrypt::VencryptTls,
 };
@@ -37,6 +40,10 @@ pub struct VncSettings {
     pub fips: bool,
     /// Unauthenticated connections per guest (`vnc_max_pending`).
     pub max_pending: usize,
+    /// Unauthenticated connections per guest from one source (`vnc_max_pending_per_source`).
+    pub max_pending_per_source: usize,
+    /// Console connections, pending or authenticated, over all guests (`vnc_max_sessions`).
+    pub max_sessions: usize,
     pub handshake_timeout: Duration,
     /// What a guest without ACL rules does with sessions that present an identity.
     pub acl_default: AclDefault,
@@ -57,10 +64,31 @@ impl VncSettings {
             max_pending: usize::try_from(vnc.vnc_max_pending)
                 .unwrap_or(usize::MAX)
                 .max(1),
+            max_pending_per_source: usize::try_from(vnc.vnc_max_pending_per_source)
+                .unwrap_or(usize::MAX)
+                .max(1),
+            max_sessions: vnc
+                .vnc_max_sessions
+                .map_or_else(default_max_sessions, |n| {
+                    usize::try_from(n).unwrap_or(usize::MAX)
+                })
+                .max(1),
             handshake_timeout: Duration::from_secs(vnc.vnc_handshake_timeout_secs),
             acl_default: vnc.vnc_acl_default,
         }
     }
+}
+
+/// File descriptors kept out of the consoles' reach for the API sockets, guests' QMP and
+/// log files, and the store.
+pub const DESCRIPTOR_RESERVE: u64 = 256;
+
+/// `vnc_max_sessions` when unset: half of what the open-file limit leaves after the
+/// reserve, since a session behind QEMU holds two descriptors (client and guest).
+fn default_max_sessions() -> usize {
+    use nix::sys::resource::{Resource, getrlimit};
+    let limit = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
+    usize::try_from(limit.saturating_sub(DESCRIPTOR_RESERVE) / 2).unwrap_or(usize::MAX)
 }
 
 /// Why the consoles' shared services could not be set up.
@@ -87,6 +115,10 @@ pub struct VncServices {
     /// User logins when `vnc_sasl` is on (X509SASL and X509Plain inside VeNCrypt).
     pub sasl: Option<Arc<SaslServer>>,
     pub throttle: Throttle,
+    /// Credentials of one source are judged one at a time, across every guest.
+    pub gates: SourceGates,
+    /// One permit per console connection over all guests (`vnc_max_sessions`).
+    pub session_slots: Arc<Semaphore>,
     pub audit: Arc<dyn AuditSink>,
 }
 
@@ -117,8 +149,8 @@ impl VncServices {
         } else {
             None
         };
+        let settings = VncSettings::from_config(cfg);
         Ok(Arc::new(VncServices {
-            settings: VncSettings::from_config(cfg),
             vencrypt,
             sasl,
             throttle: Throttle::new(ThrottleConfig {
@@ -126,6 +158,11 @@ impl VncServices {
                 window: Duration::from_secs(vnc.vnc_auth_failure_window_secs),
                 lockout: Duration::from_secs(vnc.vnc_auth_lockout_secs),
             }),
+            gates: SourceGates::default(),
+            session_slots: Arc::new(Semaphore::new(
+                settings.max_sessions.min(Semaphore::MAX_PERMITS),
+            )),
+            settings,
             audit,
         }))
     }

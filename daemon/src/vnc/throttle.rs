@@ -2,8 +2,9 @@
 //! that hangs up or times out is not a failure) are counted per [`Source`] across all
 //! guests, and a source with `max_failures` within a sliding `window` is refused for
 //! `lockout`, even with the right credentials. Pure and synchronous: the gateway asks
-//! [`Throttle::check`] before it offers authentication and reports each result; this module
-//! does no I/O, writes no audit records and knows nothing of RFB.
+//! [`Throttle::check`] when a connection opens and again each time it judges a credential,
+//! and reports each wrong one; this module does no I/O, writes no audit records and knows
+//! nothing of RFB.
 //!
 //! # Counting
 //!
@@ -12,9 +13,11 @@
 //! first and last are less than 60 seconds apart lock out, five spread wider do not. When a
 //! lockout starts the failures are forgotten; when it ends the source starts afresh. A
 //! failure reported for a source that is already locked out (it passed `check` just before
-//! another of its connections started the lockout) neither extends nor restarts it. A
-//! success forgets the failures but never lifts a lockout. Note that success is per source,
-//! not per guest: a client that can log in to one guest resets its count for all of them.
+//! another of its connections started the lockout) neither extends nor restarts it.
+//!
+//! Failures decay only with the window; a successful login never clears them, as fail2ban
+//! and OpenSSH behave. Otherwise a client could interleave its guesses with logins it can
+//! always make (a guest with security None, its own guest) and never be locked out.
 //!
 //! IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) count as the IPv4 address, so one client
 //! is one source whether it reaches a dual-stack or an IPv4 listener.
@@ -212,21 +215,6 @@ impl Throttle {
         }
     }
 
-    /// A successful login forgets the source's failures (not an ongoing lockout).
-    pub fn record_success(&self, source: Source) {
-        let now = (self.clock)();
-        let source = canonical(source);
-        let mut state = self.lock();
-        state.sweep(now, &self.cfg);
-        if let Some(entry) = state.entries.get(&source)
-            && entry.locked_since.is_none()
-        {
-            let key = entry.key;
-            state.unlocked.remove(&key);
-            state.entries.remove(&source);
-        }
-    }
-
     /// How many sources are tracked now (failing or locked out).
     pub fn tracked_sources(&self) -> usize {
         let now = (self.clock)();
@@ -415,12 +403,11 @@ mod tests {
         }
         clock.advance(Duration::from_secs(100));
         assert_eq!(t.check(ip(1)), Err(Duration::from_secs(200)));
-        // Failures and successes during the lockout change nothing.
+        // Failures during the lockout change nothing.
         assert_eq!(
             t.record_failure(ip(1)),
             FailureOutcome::Counted { failures: 5 }
         );
-        t.record_success(ip(1));
         assert_eq!(t.check(ip(1)), Err(Duration::from_secs(200)));
         clock.advance(Duration::from_secs(199));
         assert_eq!(t.check(ip(1)), Err(Duration::from_secs(1)));
@@ -432,23 +419,6 @@ mod tests {
             FailureOutcome::Counted { failures: 1 },
             "a source starts afresh after its lockout"
         );
-    }
-
-    #[test]
-    fn success_resets_the_count() {
-        let (t, _clock) = throttle();
-        for _ in 0..4 {
-            t.record_failure(ip(1));
-        }
-        t.record_success(ip(1));
-        assert_eq!(t.tracked_sources(), 0);
-        for n in 1..5 {
-            assert_eq!(
-                t.record_failure(ip(1)),
-                FailureOutcome::Counted { failures: n }
-            );
-        }
-        assert_eq!(t.check(ip(1)), Ok(()));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! pending bound (with the lockout check and failure counting), admission under the share
 //! policy, the relay to the guest, and an audit record at every step.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use vmgate_config::acl::Principal;
 
@@ -13,13 +14,14 @@ use super::{
         Authenticated, Conn, HANDSHAKE_BUFFER, HandshakeError, Offer, authenticate,
         exchange_versions, refuse,
     },
+    judge::Judge,
     relay::{RelayEnd, open_backend, relay},
 };
 use crate::{
     driver::ConsoleStream,
     vnc::{
         audit::{AuditEvent, AuditRecord},
-        rfb::io::RfbStream,
+        rfb::{ProtocolVersion, encode_security_failure, io::RfbStream},
         sessions::Joining,
         source::Source,
         throttle::FailureOutcome,
@@ -68,15 +70,19 @@ pub(super) async fn serve_client<S: ConsoleStream>(
         identity: "",
     };
     anonymous.record(AuditEvent::Connect, "");
-    let (pending_id, evicted) = shared.enqueue_pending();
+    let Some((pending_id, evicted)) = shared.enqueue_pending(source) else {
+        let reason = "refused: every pending connection of this console is the only one of its \
+                      source (vnc_max_pending)";
+        return anonymous.record(AuditEvent::Disconnect, reason);
+    };
     let conn: Conn = RfbStream::new(Box::new(stream), HANDSHAKE_BUFFER);
     let timeout = shared.services.settings.handshake_timeout;
-    // What counting a wrong credential did, for the audit trail once the handshake ends.
-    let counted = Mutex::new(None);
+    let services = &shared.services;
+    let judge = Judge::new(&services.throttle, &services.gates, source);
     let outcome = tokio::select! {
         _ = evicted.cancelled() => Err(Ended::Evicted),
         _ = stop.cancelled() => Err(Ended::Stopped),
-        r = tokio::time::timeout(timeout, handshake(&shared, conn, source, &counted)) => match r {
+        r = tokio::time::timeout(timeout, handshake(&shared, conn, &judge)) => match r {
             Ok(r) => r.map_err(Ended::Handshake),
             Err(_) => Err(Ended::Timeout),
         },
@@ -84,12 +90,8 @@ pub(super) async fn serve_client<S: ConsoleStream>(
     shared.dequeue_pending(pending_id);
     let (auth, conn) = match outcome {
         Ok(done) => done,
-        Err(ended) => {
-            let counted = counted.into_inner().unwrap_or_else(PoisonError::into_inner);
-            return end_handshake(&shared, ended, &client, source, counted);
-        }
+        Err(ended) => return end_handshake(&shared, ended, &client, source, judge.counted()),
     };
-    shared.services.throttle.record_success(source);
     let identity = auth.principal.to_string();
     let audit = ClientAudit {
         shared: &shared,
@@ -150,21 +152,16 @@ pub(super) async fn serve_client<S: ConsoleStream>(
     audit.record(event, &reason);
 }
 
-/// Version, lockout check, authentication, ClientInit. A wrong credential is counted
-/// towards the lockout (into `counted`) before the client hears of it, so that it cannot
-/// try again ahead of the count.
+/// Version, lockout check, authentication, ClientInit. Each credential is judged under the
+/// lockout by `judge`, which counts a wrong one before the client hears of it, so that it
+/// cannot try again ahead of the count.
 async fn handshake(
     shared: &Shared,
     mut conn: Conn,
-    source: Source,
-    counted: &Mutex<Option<FailureOutcome>>,
+    judge: &Judge<'_>,
 ) -> Result<(Authenticated, Conn), HandshakeError> {
     let version = exchange_versions(&mut conn).await?;
-    if let Err(remaining) = shared.services.throttle.check(source) {
-        let reason = format!(
-            "locked out: too many failed logins from {source}; try again in {} s",
-            remaining.as_secs().max(1)
-        );
+    if let Some(reason) = judge.locked_out() {
         refuse(&mut conn, version, &reason).await?;
         return Err(HandshakeError::Refused {
             security: None,
@@ -172,18 +169,49 @@ async fn handshake(
         });
     }
     let password = shared.password.borrow().clone();
-    let count_failure = || {
-        let outcome = shared.services.throttle.record_failure(source);
-        *counted.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
-    };
     let offer = Offer {
         password: &password,
         tls: shared.services.vencrypt.as_deref(),
         sasl: shared.services.sasl.as_deref(),
-        count_failure: &count_failure,
+        judge,
     };
     let admit = |who: &Principal| shared.sessions.admits(who);
     authenticate(conn, version, &offer, &admit).await
+}
+
+/// Refuses a client over the daemon's console limit (`vnc_max_sessions`) with an RFB 3.3
+/// refusal it can show, written without waiting for its version (a 3.3 server speaks
+/// first and its clients answer in 3.3). A few refusals linger a second so the client reads
+/// the reason before the close; the rest are closed at once.
+pub(super) fn refuse_busy<S: ConsoleStream>(shared: &Arc<Shared>, stream: S, client: &str) {
+    const REASON: &str =
+        "too many console sessions on this host (vnc_max_sessions); try again later";
+    let mut record = AuditRecord::new(AuditEvent::Disconnect, &shared.domain);
+    record.source = client.to_owned();
+    record.reason = format!("refused: {REASON}");
+    shared.services.audit.record(record);
+    let Ok(permit) = shared.refusing.clone().try_acquire_owned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut stream = stream;
+        let refusal = encode_busy_refusal(REASON);
+        let linger = async {
+            stream.write_all(&refusal).await?;
+            stream.flush().await?;
+            let mut version = [0; ProtocolVersion::LEN];
+            stream.read_exact(&mut version).await.map(drop)
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), linger).await;
+        drop(permit);
+    });
+}
+
+/// `RFB 003.003`, then security type 0 (failed) with the reason.
+fn encode_busy_refusal(reason: &str) -> Vec<u8> {
+    let mut out = ProtocolVersion::V3_3.encode().to_vec();
+    out.extend_from_slice(&encode_security_failure(ProtocolVersion::V3_3, reason));
+    out
 }
 
 /// Records how a connection that never became a session ended; `counted` is what

@@ -8,7 +8,9 @@
 //! It decides nothing about sessions or backends: it reports who the client proved to be,
 //! or why it did not.
 
-use tokio_rustls::TlsAcceptor;
+use std::time::Duration;
+
+use tokio_rustls::{LazyConfigAcceptor, rustls::server::Acceptor};
 use vmgate_config::acl::Principal;
 
 use crate::{
@@ -19,7 +21,7 @@ use crate::{
     driver::ConsoleStream,
     tls,
     vnc::{
-        gateway::login,
+        gateway::{judge::Judge, login},
         password::{PasswordState, Unusable},
         rfb::{
             ClientInit, ProtocolVersion, RfbError, SecurityResult, SecurityType,
@@ -33,6 +35,9 @@ use crate::{
 
 /// The most a client may send before it is authenticated (version, choice, response).
 pub const HANDSHAKE_BUFFER: usize = 4096;
+
+/// How long a VeNCrypt client has to send its TLS ClientHello once it chose a subtype.
+pub const CLIENT_HELLO_DEADLINE: Duration = Duration::from_secs(5);
 
 /// A client connection during the handshake.
 pub type Conn = RfbStream<Box<dyn ConsoleStream>>;
@@ -114,17 +119,14 @@ pub async fn refuse(
     Ok(())
 }
 
-/// Called when a client's credentials turn out wrong, before the client is told: the
-/// gateway counts the failure towards the lockout there.
-pub type CountFailure<'a> = &'a (dyn Fn() + Sync);
-
 /// What a console offers, from its settings and current password.
 pub struct Offer<'a> {
     pub password: &'a PasswordState,
     pub tls: Option<&'a VencryptTls>,
     /// User logins (`vnc_sasl`): SASL and, inside TLS, VeNCrypt Plain.
     pub sasl: Option<&'a SaslServer>,
-    pub count_failure: CountFailure<'a>,
+    /// Judges each credential under the lockout and counts the wrong ones.
+    pub judge: &'a Judge<'a>,
 }
 
 impl Offer<'_> {
@@ -196,7 +198,7 @@ pub async fn authenticate(
     };
 
     let mut layer = None;
-    let count = offer.count_failure;
+    let judge = offer.judge;
     let (security, credential, principal, mut conn) = match (chosen, offer.tls) {
         (SecurityType::VeNCrypt, Some(tls)) => {
             let (mut conn, subtype, dn) = start_vencrypt(conn, &offer.subtypes(), tls).await?;
@@ -213,14 +215,14 @@ pub async fn authenticate(
                     let offered = sasl.offered();
                     let layers = LayerPolicy::Any;
                     let login =
-                        login::sasl(&mut conn, version, sasl, offered, layers, security, count)
+                        login::sasl(&mut conn, version, sasl, offered, layers, security, judge)
                             .await?;
                     layer = login.layer;
                     (Credential::Login, Some(login.user))
                 }
                 (Subtype::X509Plain, Some(sasl)) => {
                     let users = sasl.users();
-                    let user = login::plain(&mut conn, version, users, security, count).await?;
+                    let user = login::plain(&mut conn, version, users, security, judge).await?;
                     (Credential::Login, Some(user))
                 }
                 _ => (Credential::Anonymous, None),
@@ -279,8 +281,7 @@ async fn sasl_without_tls(
         .sasl
         .ok_or_else(|| unsupported("SASL was chosen but is not set up"))?;
     let layers = LayerPolicy::Confidentiality;
-    let count = offer.count_failure;
-    let login = login::sasl(conn, version, sasl, offered, layers, "sasl", count).await?;
+    let login = login::sasl(conn, version, sasl, offered, layers, "sasl", offer.judge).await?;
     let layer = login
         .layer
         .ok_or_else(|| unsupported("a login without TLS ended without a security layer"))?;
@@ -353,13 +354,24 @@ async fn start_vencrypt(
     if !early.is_empty() {
         return Err(RfbError::Unsupported("data before the TLS handshake".into()).into());
     }
-    let stream = TlsAcceptor::from(tls.config())
-        .accept(stream)
+    let refused = |reason: String| HandshakeError::Refused {
+        security: Some(subtype.name()),
+        reason,
+    };
+    // The ClientHello has its own short deadline: a client that stalls before it is a
+    // machine holding a slot, not a person typing.
+    let hello = LazyConfigAcceptor::new(Acceptor::default(), stream);
+    let start = tokio::time::timeout(CLIENT_HELLO_DEADLINE, hello)
         .await
-        .map_err(|e| HandshakeError::Refused {
-            security: Some(subtype.name()),
-            reason: format!("TLS handshake failed: {e}"),
-        })?;
+        .map_err(|_| {
+            let secs = CLIENT_HELLO_DEADLINE.as_secs();
+            refused(format!("no TLS ClientHello within {secs} s"))
+        })?
+        .map_err(|e| refused(format!("TLS handshake failed: {e}")))?;
+    let stream = start
+        .into_stream(tls.config())
+        .await
+        .map_err(|e| refused(format!("TLS handshake failed: {e}")))?;
     let dn = tls::peer_dn(stream.get_ref().1.peer_certificates());
     Ok((
         RfbStream::new(Box::new(stream), HANDSHAKE_BUFFER),
@@ -369,7 +381,7 @@ async fn start_vencrypt(
 }
 
 /// The DES challenge; on failure the client is told why before the error returns (a wrong
-/// password is counted first).
+/// password is counted first, and the lockout is checked as the answer is judged).
 async fn vnc_auth(
     conn: &mut Conn,
     version: ProtocolVersion,
@@ -380,22 +392,30 @@ async fn vnc_auth(
     let challenge = generate_challenge();
     conn.send(&challenge).await?;
     let response = conn.read_array::<16>("VNC authentication").await?;
-    let refusal = match password.usable(time::OffsetDateTime::now_utc()) {
-        Err(Unusable::Expired) => HandshakeError::Refused {
+    let refusal = match offer.judge.turn().await {
+        Err(locked_out) => HandshakeError::Refused {
             security: Some(security),
-            reason: "password expired".into(),
+            reason: locked_out,
         },
-        Ok(Some(secret)) if verify_vnc_auth(secret.expose().as_bytes(), &challenge, &response) => {
-            return Ok(());
-        }
-        Ok(_) => HandshakeError::BadCredentials {
-            security,
-            reason: "authentication failed".into(),
+        Ok(turn) => match password.usable(time::OffsetDateTime::now_utc()) {
+            Err(Unusable::Expired) => HandshakeError::Refused {
+                security: Some(security),
+                reason: "password expired".into(),
+            },
+            Ok(Some(secret))
+                if verify_vnc_auth(secret.expose().as_bytes(), &challenge, &response) =>
+            {
+                return Ok(());
+            }
+            Ok(_) => {
+                turn.wrong();
+                HandshakeError::BadCredentials {
+                    security,
+                    reason: "authentication failed".into(),
+                }
+            }
         },
     };
-    if refusal.counts_as_failure() {
-        (offer.count_failure)();
-    }
     conn.send(&SecurityResult::Failed(refusal.to_string()).encode(version))
         .await?;
     Err(refusal)

@@ -4,9 +4,10 @@
 //! user database, so clients without SASL (TigerVNC) still log in as a user the ACL can
 //! judge.
 //!
-//! On a wrong credential the failure is counted and the client is sent the failed
-//! SecurityResult here; on success nothing is sent, because the ACL has yet to admit the
-//! user. A GSSAPI login may end with a security layer, which the caller wraps the stream
+//! Each credential (a Plain password, each SASL step) is judged in the source's turn
+//! under the lockout ([`Judge`]). On a wrong credential the failure is counted and the
+//! client is sent the failed SecurityResult here; on success nothing is sent, because the
+//! ACL has yet to admit the user. A GSSAPI login may end with a security layer, which the caller wraps the stream
 //! in once the SecurityResult has gone out in the clear (as QEMU and gtk-vnc do).
 //!
 //! SASL wire format: server sends `u32 len, mechlist` (comma separated); the client sends
@@ -19,7 +20,10 @@
 
 use std::sync::Arc;
 
-use super::handshake::{Conn, CountFailure, HANDSHAKE_BUFFER, HandshakeError};
+use super::{
+    handshake::{Conn, HANDSHAKE_BUFFER, HandshakeError},
+    judge::{Judge, Turn},
+};
 use crate::{
     auth::{
         sasl::{MAX_MESSAGE, SaslError, SaslExchange, SaslServer, Step},
@@ -109,22 +113,42 @@ pub fn encode_server_step(data: Option<&[u8]>, complete: bool) -> Vec<u8> {
     out
 }
 
-/// Counts the failure, then tells the client its credentials failed and returns the
-/// matching error. Counting first means the client cannot try again before this failure
-/// is on the lockout's books.
+/// Counts the failure (in the source's `turn`, so before its next credential is judged),
+/// then tells the client its credentials failed and returns the matching error.
 async fn fail<T>(
     conn: &mut Conn,
     version: ProtocolVersion,
     security: &'static str,
-    count_failure: CountFailure<'_>,
+    turn: Turn<'_>,
 ) -> Result<T, HandshakeError> {
-    count_failure();
+    turn.wrong();
     conn.send(&SecurityResult::Failed(AUTH_FAILED.into()).encode(version))
         .await?;
     Err(HandshakeError::BadCredentials {
         security,
         reason: "authentication failed (wrong user or password)".into(),
     })
+}
+
+/// Waits for the source's turn to judge a credential; a locked-out source is told so and
+/// refused.
+async fn take_turn<'a>(
+    conn: &mut Conn,
+    version: ProtocolVersion,
+    security: &'static str,
+    judge: &'a Judge<'a>,
+) -> Result<Turn<'a>, HandshakeError> {
+    match judge.turn().await {
+        Ok(turn) => Ok(turn),
+        Err(locked_out) => {
+            conn.send(&SecurityResult::Failed(locked_out.clone()).encode(version))
+                .await?;
+            Err(HandshakeError::Refused {
+                security: Some(security),
+                reason: locked_out,
+            })
+        }
+    }
 }
 
 /// Runs one SASL step off the async threads (PLAIN runs PBKDF2).
@@ -158,7 +182,7 @@ pub async fn sasl(
     offered: &[String],
     layers: LayerPolicy,
     security: &'static str,
-    count_failure: CountFailure<'_>,
+    judge: &Judge<'_>,
 ) -> Result<SaslLogin, HandshakeError> {
     let mechlist = offered.join(",");
     let mut out = u32::try_from(mechlist.len())
@@ -193,11 +217,12 @@ pub async fn sasl(
     let any_padding = exchange.tolerates_any_padding();
     let mut input = read_client_data(conn, "the SASL start", any_padding).await?;
     for _ in 0..MAX_STEPS {
+        let turn = take_turn(conn, version, security, judge).await?;
         let (back, result) = step(exchange, input).await;
         exchange = back;
         let reply = match result {
             Ok(reply) => reply,
-            Err(SaslError::Failed) => return fail(conn, version, security, count_failure).await,
+            Err(SaslError::Failed) => return fail(conn, version, security, turn).await,
             Err(SaslError::Refused(reason)) => {
                 conn.send(&SecurityResult::Failed(AUTH_FAILED.into()).encode(version))
                     .await?;
@@ -215,13 +240,15 @@ pub async fn sasl(
         if reply.done {
             // A failed proof is answered with the failure alone, as Cyrus SASL does.
             let Ok(user) = exchange.user() else {
-                return fail(conn, version, security, count_failure).await;
+                return fail(conn, version, security, turn).await;
             };
+            drop(turn);
             conn.send(&encode_server_step(reply.output.as_deref(), true))
                 .await?;
             let layer = exchange.take_layer();
             return Ok(SaslLogin { user, layer });
         }
+        drop(turn);
         conn.send(&encode_server_step(reply.output.as_deref(), false))
             .await?;
         input = read_client_data(conn, "a SASL step", any_padding).await?;
@@ -235,7 +262,7 @@ pub async fn plain(
     version: ProtocolVersion,
     users: &Arc<UserDb>,
     security: &'static str,
-    count_failure: CountFailure<'_>,
+    judge: &Judge<'_>,
 ) -> Result<String, HandshakeError> {
     let lens = conn.read_array::<8>("the VeNCrypt Plain lengths").await?;
     let ulen = u32::from_be_bytes([lens[0], lens[1], lens[2], lens[3]]) as usize;
@@ -256,6 +283,7 @@ pub async fn plain(
     let password = password.to_vec();
     let check_users = users.clone();
     let check_user = user.clone();
+    let turn = take_turn(conn, version, security, judge).await?;
     let ok =
         tokio::task::spawn_blocking(move || check_users.check_password(&check_user, &password))
             .await
@@ -263,7 +291,7 @@ pub async fn plain(
     if ok {
         Ok(user)
     } else {
-        fail(conn, version, security, count_failure).await
+        fail(conn, version, security, turn).await
     }
 }
 
@@ -272,8 +300,18 @@ mod tests {
     use rsasl::prelude::{Mechname, SASLClient, SASLConfig};
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
+    use std::time::Duration;
+
     use super::*;
-    use crate::{auth::users::make_record, vnc::rfb::io::RfbStream};
+    use crate::{
+        auth::users::make_record,
+        vnc::{
+            gateway::SourceGates,
+            rfb::io::RfbStream,
+            source::Source,
+            throttle::{Throttle, ThrottleConfig},
+        },
+    };
 
     fn server() -> SaslServer {
         let users = Arc::new(UserDb::new(vec![make_record("alice", b"pw")]));
@@ -292,6 +330,13 @@ mod tests {
             let mut conn: Conn = RfbStream::new(Box::new(ours), HANDSHAKE_BUFFER);
             let offered = server.offered().to_vec();
             let layers = LayerPolicy::Any;
+            let throttle = Throttle::new(ThrottleConfig {
+                max_failures: 5,
+                window: Duration::from_secs(60),
+                lockout: Duration::from_secs(60),
+            });
+            let gates = SourceGates::default();
+            let judge = Judge::new(&throttle, &gates, Source::Uid(0));
             sasl(
                 &mut conn,
                 ProtocolVersion::V3_8,
@@ -299,7 +344,7 @@ mod tests {
                 &offered,
                 layers,
                 "test",
-                &|| {},
+                &judge,
             )
             .await
             .map(|login| login.user)

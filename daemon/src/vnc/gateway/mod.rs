@@ -7,20 +7,16 @@
 
 mod client;
 mod handshake;
+mod judge;
 mod listen;
 mod login;
+mod pending;
 mod relay;
 
-use std::{
-    collections::VecDeque,
-    sync::{
-        Arc, Mutex, PoisonError,
-        atomic::{AtomicU64, Ordering},
-    },
-};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use time::OffsetDateTime;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use vmgate_config::{
     Secret,
@@ -29,9 +25,14 @@ use vmgate_config::{
 };
 
 pub use handshake::security_name;
+pub use judge::SourceGates;
 pub use listen::ConsoleAddress;
 
-use self::{client::serve_client, listen::ConsoleListener};
+use self::{
+    client::{refuse_busy, serve_client},
+    listen::ConsoleListener,
+    pending::{Admitted, PendingLimits, PendingSet},
+};
 use super::{
     audit::{AuditEvent, AuditRecord},
     password::PasswordState,
@@ -39,7 +40,7 @@ use super::{
     settings::VncServices,
     source::Source,
 };
-use crate::driver::ConsoleBackend;
+use crate::driver::{ConsoleBackend, ConsoleStream};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -66,6 +67,9 @@ pub struct PasswordChange {
     pub policy: ConnectedPolicy,
 }
 
+/// Refusals (over `vnc_max_sessions`) that linger for the client to read them, per guest.
+const REFUSALS_LINGERING: usize = 16;
+
 /// A running console gateway.
 pub struct Gateway {
     shared: Arc<Shared>,
@@ -80,8 +84,9 @@ struct Shared {
     sessions: Arc<SessionRegistry>,
     password: watch::Sender<PasswordState>,
     connected: ConnectedPolicy,
-    pending: Mutex<VecDeque<(u64, CancellationToken)>>,
-    next_pending: AtomicU64,
+    pending: Mutex<PendingSet>,
+    /// Refusals of clients over `vnc_max_sessions` waiting for the client to read them.
+    refusing: Arc<Semaphore>,
 }
 
 impl Gateway {
@@ -114,7 +119,6 @@ impl Gateway {
         let acl_default = services.settings.acl_default;
         let shared = Arc::new(Shared {
             domain: domain.to_owned(),
-            services,
             backend,
             sessions: SessionRegistry::new(graphics.share_policy, rules, acl_default),
             password: watch::Sender::new(PasswordState {
@@ -123,8 +127,12 @@ impl Gateway {
                 generation: 1,
             }),
             connected: graphics.connected,
-            pending: Mutex::new(VecDeque::new()),
-            next_pending: AtomicU64::new(1),
+            pending: Mutex::new(PendingSet::new(PendingLimits {
+                per_guest: services.settings.max_pending,
+                per_source: services.settings.max_pending_per_source,
+            })),
+            services,
+            refusing: Arc::new(Semaphore::new(REFUSALS_LINGERING)),
         });
         let stop = parent.child_token();
         tokio::spawn(accept_loop(shared.clone(), listener, stop.clone()));
@@ -248,23 +256,19 @@ impl Shared {
         )
     }
 
-    /// Registers an unauthenticated connection, evicting the oldest one over the bound.
-    fn enqueue_pending(&self) -> (u64, CancellationToken) {
-        let id = self.next_pending.fetch_add(1, Ordering::Relaxed);
-        let token = CancellationToken::new();
+    /// Registers an unauthenticated connection from `source`, evicting what the pending
+    /// bounds say; None when there is no room for it.
+    fn enqueue_pending(&self, source: Source) -> Option<(u64, CancellationToken)> {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        while pending.len() >= self.services.settings.max_pending {
-            if let Some((_, oldest)) = pending.pop_front() {
-                oldest.cancel();
-            }
+        match pending.admit(source) {
+            Admitted::Yes { id, evict } => Some((id, evict)),
+            Admitted::Full => None,
         }
-        pending.push_back((id, token.clone()));
-        (id, token)
     }
 
     fn dequeue_pending(&self, id: u64) {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        pending.retain(|(p, _)| *p != id);
+        pending.remove(id);
     }
 }
 
@@ -281,13 +285,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: ConsoleListener, stop: Cance
                         let _ = stream.set_nodelay(true);
                         let client = peer.to_string();
                         let source = Source::Ip(peer.ip());
-                        tokio::spawn(serve_client(
-                            shared.clone(),
-                            stream,
-                            client,
-                            source,
-                            stop.clone(),
-                        ));
+                        admit(&shared, stream, client, source, &stop);
                     }
                     Err(e) => accept_failed(&shared.domain, e).await,
                 }
@@ -300,13 +298,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: ConsoleListener, stop: Cance
                 match accepted.and_then(|(s, _)| s.peer_cred().map(|c| (s, c.uid()))) {
                     Ok((stream, uid)) => {
                         let client = format!("uid {uid}");
-                        tokio::spawn(serve_client(
-                            shared.clone(),
-                            stream,
-                            client,
-                            Source::Uid(uid),
-                            stop.clone(),
-                        ));
+                        admit(&shared, stream, client, Source::Uid(uid), &stop);
                     }
                     Err(e) => accept_failed(&shared.domain, e).await,
                 }
@@ -317,6 +309,26 @@ async fn accept_loop(shared: Arc<Shared>, listener: ConsoleListener, stop: Cance
         let _ = std::fs::remove_file(path);
     }
     tracing::info!(domain = %shared.domain, "console gateway closed");
+}
+
+/// Serves a new client if the daemon's console limit has room for it, else refuses it.
+fn admit<S: ConsoleStream>(
+    shared: &Arc<Shared>,
+    stream: S,
+    client: String,
+    source: Source,
+    stop: &CancellationToken,
+) {
+    match shared.services.session_slots.clone().try_acquire_owned() {
+        Ok(slot) => {
+            let serve = serve_client(shared.clone(), stream, client, source, stop.clone());
+            tokio::spawn(async move {
+                serve.await;
+                drop(slot);
+            });
+        }
+        Err(_) => refuse_busy(shared, stream, &client),
+    }
 }
 
 async fn accept_failed(domain: &str, e: std::io::Error) {
