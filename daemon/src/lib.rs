@@ -163,6 +163,7 @@ pub async fn run_with(
         "unix_sock_dir",
     )?;
     host::raise_nofile_limit();
+    host::return_freed_memory_promptly();
     // The API's own certificate, key, CA and CRL are checked before anything else starts.
     let api_tls = if daemon.listen_tls {
         Some(tls_listen::api_config(daemon).map_err(DaemonError::ApiTls)?)

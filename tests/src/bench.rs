@@ -78,8 +78,13 @@ pub fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let date = command_line("date", &["-u", "+%Y-%m-%d"]).unwrap_or_default();
+    // Benchmarks run from target/<profile>/, which names the build they measure.
+    let profile = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.file_name()?.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "unknown".into());
     format!(
-        "Machine: {cpus} CPUs ({model}), {date}, release build, loopback; {}.\n",
+        "Machine: {cpus} CPUs ({model}), {date}, {profile} build, loopback; {}.\n",
         load_average()
     )
 }

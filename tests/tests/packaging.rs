@@ -6,8 +6,9 @@
 //! fields, whose own binary accepts its own config.
 //!
 //! The .deb here is built from the debug binaries the other tests use, with man pages
-//! generated in-process and a fast compression, so it takes seconds; the release build
-//! (`cargo build --release`, minutes on two cores) runs only with `VMGATE_TEST_PACKAGE=1`.
+//! generated in-process and a fast compression, so it takes seconds; the dist build
+//! (`cargo build --profile dist`, fat LTO, minutes on two cores) runs only with
+//! `VMGATE_TEST_PACKAGE=1`.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -571,12 +572,12 @@ fn verify_units(root: &Path) {
     );
 }
 
-/// The real thing: `packaging/build-deb` with no arguments (release build, xz). Minutes on
+/// The real thing: `packaging/build-deb` with no arguments (dist build, xz). Minutes on
 /// two cores, so only on request.
 #[test]
 fn build_deb_release() {
     if std::env::var_os("VMGATE_TEST_PACKAGE").is_none() {
-        skip("set VMGATE_TEST_PACKAGE=1 to build the release package (cargo build --release)");
+        skip("set VMGATE_TEST_PACKAGE=1 to build the dist package (cargo build --profile dist)");
         return;
     }
     if !build_deb_tools() {

@@ -1,7 +1,7 @@
 //! API benchmark: `list --all` and `dominfo` over the UNIX socket, on one connection and on
 //! four, with 1, 100 and 10,000 defined domains; and the CLI's stdin mode running 2,000
 //! `list --all`. When libvirtd is installed, the same figures for libvirtd's test driver in
-//! the same run (bench/libvirt_api.py). Run: `cargo run --release -p vmgate-tests --bin
+//! the same run (bench/libvirt_api.py). Run: `cargo run --profile dist -p vmgate-tests --bin
 //! bench-api`. Prints a Markdown table; asserts nothing.
 
 use std::{

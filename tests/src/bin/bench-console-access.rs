@@ -11,7 +11,7 @@
 //! - Revocation: `Console.ChangeAcl` removing a user to that user's session socket
 //!   closed, p50/p99 of 100 (QEMU and libvirt never cut such a session).
 //!
-//! Run: `cargo run --release -p vmgate-tests --bin bench-console-access`. Prints
+//! Run: `cargo run --profile dist -p vmgate-tests --bin bench-console-access`. Prints
 //! Markdown; asserts nothing.
 
 use std::{

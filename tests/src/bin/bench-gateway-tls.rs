@@ -18,7 +18,7 @@
 //!   `openssl speed -evp CIPHER` for the suite rustls negotiated: one core's encryption
 //!   rate, the ceiling of a relay that encrypts everything it sends.
 //!
-//! Run: `cargo run --release -p vmgate-tests --bin bench-gateway-tls`. Needs certtool
+//! Run: `cargo run --profile dist -p vmgate-tests --bin bench-gateway-tls`. Needs certtool
 //! (gnutls-bin); QEMU, gvnccapture and openssl rows say so when their tools are missing.
 //! Prints Markdown; asserts nothing.
 

@@ -13,7 +13,7 @@
 //! - Revocation latency: `Console.SetPassword` (policy disconnect) returning to the
 //!   session's socket closed, p50/p99 of 50.
 //!
-//! Run: `cargo run --release -p vmgate-tests --bin bench-gateway`. Prints Markdown; asserts
+//! Run: `cargo run --profile dist -p vmgate-tests --bin bench-gateway`. Prints Markdown; asserts
 //! nothing.
 
 use std::{

@@ -19,7 +19,7 @@
 //! `vmgate_tests::vnc_gssapi`): it re-runs itself as a child with [`CHILD_ARG`] and those
 //! variables; the child times its own logins and frames and reports them.
 //!
-//! Run: `cargo run --release -p vmgate-tests --features gssapi --bin bench-kerberos`.
+//! Run: `cargo run --profile dist -p vmgate-tests --features gssapi --bin bench-kerberos`.
 //! Needs krb5-kdc, krb5-admin-server, krb5-user and certtool; the gvnccapture rows say so
 //! when gtk-vnc's tools are missing. Prints Markdown; asserts nothing.
 

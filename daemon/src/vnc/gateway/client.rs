@@ -121,7 +121,8 @@ pub(super) async fn serve_client<S: ConsoleStream>(
     };
     let (stream, client_leftover) = conn.into_parts();
     let mut to_client = server_init;
-    to_client.extend_from_slice(&guest_leftover);
+    // Not kept for the session: its capacity is whatever the guest handshake reserved.
+    to_client.extend(guest_leftover);
     let end = relay(
         stream,
         guest,

@@ -21,6 +21,13 @@ use super::vncauth::{CHALLENGE_LEN, vnc_auth_response};
 /// Most bytes asked of the stream in one read.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// What a read reserves while little is buffered. Reserving `READ_CHUNK` for every read
+/// kept 64 KiB per idle stream (the buffer's capacity outlives what it held), which for a
+/// console session behind the test guest was two such buffers; a read now asks for twice
+/// what is buffered, from this floor up to `READ_CHUNK`, so a large message still arrives
+/// in few reads.
+const READ_FLOOR: usize = 4 * 1024;
+
 /// A stream with a bounded read buffer in front of it.
 ///
 /// Reads are cancel-safe: dropping a pending [`RfbStream::next`] loses no bytes,
@@ -89,7 +96,7 @@ impl<S: AsyncRead + Unpin> RfbStream<S> {
                     max: self.max,
                 });
             }
-            let chunk = room.min(READ_CHUNK);
+            let chunk = room.min(READ_CHUNK).min(READ_FLOOR.max(2 * self.buf.len()));
             self.buf.reserve(chunk);
             let n = self
                 .stream

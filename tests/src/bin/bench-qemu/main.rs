@@ -28,7 +28,7 @@
 //! or nsenter its rows say what is missing. Every QEMU, libvirtd and vmgated started here is killed when its owner is
 //! dropped, also on error or panic (an interrupt with Ctrl-C may leave some behind).
 //!
-//! Run: `cargo run --release -p vmgate-tests --bin bench-qemu` (about 3 minutes on 2 CPUs
+//! Run: `cargo run --profile dist -p vmgate-tests --bin bench-qemu` (about 3 minutes on 2 CPUs
 //! once built). Prints Markdown; asserts nothing.
 
 use std::{
