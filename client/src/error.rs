@@ -33,6 +33,8 @@ pub enum ClientError {
     #[error(transparent)]
     Password(#[from] crate::console::password::PasswordError),
     #[error(transparent)]
+    Input(#[from] crate::input::InputError),
+    #[error(transparent)]
     Since(#[from] crate::console::audit::SinceError),
     /// Input the command cannot use (an ACL file that does not parse, ...).
     #[error("{0}")]

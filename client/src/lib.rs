@@ -8,6 +8,7 @@
 //!   and print, as pure functions.
 //! - [`error`]: [`ClientError`] and how a `tonic::Status` reads (daemon refusal vs. lost
 //!   connection).
+//! - [`input`]: files the user names (a definition), read within the daemon's size limit.
 //! - [`login`]: SASL logins when the daemon asks for one, and the credentials file.
 //! - [`output`]: the text and JSON the commands print, as pure functions.
 //! - [`pki`]: `vmgate pki`'s certificate authority: CA, server and client certificates, CRLs,
@@ -29,6 +30,7 @@ pub mod commands;
 pub mod connect;
 pub mod console;
 pub mod error;
+pub mod input;
 pub mod login;
 pub mod output;
 pub mod pki;

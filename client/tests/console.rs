@@ -221,8 +221,8 @@ async fn vnc_passwd_refusals_send_nothing() {
     .await;
     assert_eq!(
         run.stderr,
-        "error: the VNC password is 9 bytes long; VNC passwords are at most 8 bytes (the RFB \
-         DES challenge uses no more), nothing was changed\n"
+        "error: the VNC password on stdin is longer than 8 bytes; VNC passwords are at most 8 \
+         bytes (the RFB DES challenge uses no more), nothing was changed\n"
     );
     let run = fails(
         &fake,

@@ -87,8 +87,18 @@ pub struct DaemonConfig {
     pub sasl_local_realm: Option<String>,
     /// Maximum number of concurrent API connections.
     pub max_clients: u32,
-    /// Maximum number of API connections still waiting to authenticate.
+    /// Of `max_clients`, the connections only the read-write UNIX socket may use, so that
+    /// clients of the read-only socket (or of TCP and TLS) cannot lock root out; never more
+    /// than half of `max_clients`, 0 for none. (vmgate)
+    pub max_clients_rw_reserve: u32,
+    /// Maximum number of API connections still waiting to authenticate: in the TLS
+    /// handshake, or connected but not yet through a required SASL login. Over it the
+    /// oldest idle one of the source (address or local uid) with the most is closed; new
+    /// connections are always accepted.
     pub max_anonymous_clients: u32,
+    /// Seconds a connection that must log in with SASL has to finish, counted from
+    /// connect; then it is closed. (vmgate)
+    pub auth_timeout_secs: u32,
     /// Maximum number of requests one client may have in progress at once.
     pub max_client_requests: u32,
     /// Seconds between keepalive probes to an idle client; -1 disables keepalive.
@@ -129,7 +139,9 @@ impl Default for DaemonConfig {
             sasl_service: "libvirt".to_string(),
             sasl_local_realm: None,
             max_clients: 5000,
+            max_clients_rw_reserve: 16,
             max_anonymous_clients: 20,
+            auth_timeout_secs: 30,
             max_client_requests: 5,
             keepalive_interval: 5,
             keepalive_count: 5,

@@ -20,6 +20,7 @@
 //! - [`acl`]: per-guest console ACL rules and the decision over them.
 //! - [`domain`]: guest definitions ([`domain::DomainDef`]), one parse-and-validate path for
 //!   files and API requests.
+//! - [`limits`]: request sizes the daemon accepts, which the CLI checks first.
 //!
 //! # Example configs
 //!
@@ -30,6 +31,7 @@ pub mod acl;
 mod daemon;
 mod diag;
 pub mod domain;
+pub mod limits;
 mod load;
 mod located;
 mod qemu;

@@ -79,6 +79,9 @@ pub struct VncConfig {
     pub vnc_auth_lockout_secs: u64,
     /// Days console audit records are kept. (vmgate)
     pub audit_max_age_days: u32,
+    /// Console audit records kept at most; the oldest go first, in the same pruning pass
+    /// as `audit_max_age_days`. (vmgate)
+    pub audit_max_rows: u64,
     /// Whether the host runs in FIPS mode (no DES, so no VNC passwords); unset means read
     /// /proc/sys/crypto/fips_enabled.
     #[serde(deserialize_with = "boolean::de_opt")]
@@ -110,6 +113,7 @@ impl Default for VncConfig {
             vnc_auth_failure_window_secs: 60,
             vnc_auth_lockout_secs: 60,
             audit_max_age_days: 90,
+            audit_max_rows: 10_000_000,
             fips: None,
         }
     }

@@ -43,7 +43,10 @@ use vmgate_config::{AccessDriver, AuthKind, Config, DriverKind, Supported};
 
 use crate::{
     auth::users::UserDb,
-    core::{Manager, ManagerOptions, audit::AuditLog},
+    core::{
+        Manager, ManagerOptions,
+        audit::{AuditLog, AuditOptions},
+    },
     driver::{Driver, qemu::QemuDriver, test::TestDriver},
     rpc::{
         listen::{self, SocketSpec},
@@ -82,6 +85,8 @@ pub enum DaemonError {
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Core(#[from] core::CoreError),
+    #[error(transparent)]
+    AuditSpool(#[from] core::audit::SpoolError),
     #[error(transparent)]
     Listen(#[from] listen::ListenError),
     #[error(transparent)]
@@ -178,7 +183,11 @@ pub async fn run_with(
             QemuDriver::new(&cfg, shutdown.child_token()).map_err(DaemonError::QemuDriver)?,
         ),
     };
-    let audit = AuditLog::start(store.clone(), cfg.vnc.audit_max_age_days, &shutdown);
+    let audit = AuditLog::start(
+        store.clone(),
+        AuditOptions::new(&daemon.state_dir, &cfg.vnc),
+        &shutdown,
+    )?;
     let users = Arc::new(UserDb::new(store.users().await?));
     let vnc = VncServices::new(&cfg, Arc::new(audit.clone()), users.clone())?;
     if let Some(vencrypt) = &vnc.vencrypt {
@@ -260,10 +269,13 @@ pub async fn run_with(
 
     let limits = rpc::ClientLimits {
         max_clients: usize::try_from(daemon.max_clients).unwrap_or(usize::MAX),
+        max_clients_rw_reserve: usize::try_from(daemon.max_clients_rw_reserve)
+            .unwrap_or(usize::MAX),
         max_client_requests: daemon.max_client_requests,
         max_anonymous_clients: usize::try_from(daemon.max_anonymous_clients)
             .unwrap_or(usize::MAX)
             .max(1),
+        auth_timeout: std::time::Duration::from_secs(daemon.auth_timeout_secs.max(1).into()),
         keepalive: u64::try_from(daemon.keepalive_interval).ok().map(|secs| {
             rpc::h2_server::Keepalive {
                 interval: std::time::Duration::from_secs(secs),

@@ -140,6 +140,12 @@ fn max_clients_bounds_connections() {
     );
     let third = d.vmgate(&["list"]);
     assert_eq!(third.code, 1, "a third client must be refused: {third:?}");
+    assert!(
+        third
+            .err()
+            .contains("refused the connection: too many clients (max_clients = 2"),
+        "the refusal says why: {third:?}"
+    );
     assert!(d.log().contains("too many clients"));
     drop(held);
     assert!(

@@ -320,3 +320,126 @@ fn autostart_marks_and_unmarks() {
             .contains("unmarked")
     );
 }
+
+#[test]
+fn names_shaped_like_ids_or_uuids_are_refused_with_the_fix() {
+    let d = TestDaemon::start();
+    for (name, needle) in [
+        (
+            "7",
+            "is all digits, which commands read as the id of a running domain",
+        ),
+        ("0042", "such as \"vm0042\""),
+        (
+            "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+            "has the form of a UUID, which commands read as a domain's UUID",
+        ),
+        ("3F2504E04F8911D39A0C0305E82C3301", "has the form of a UUID"),
+    ] {
+        let path = d.file("bad.toml", &format!("name = \"{name}\"\n"));
+        let err = d
+            .vmgate(&["define", path.to_str().expect("path")])
+            .err()
+            .to_owned();
+        assert!(
+            err.contains("bad.toml:1:1: name: ") && err.contains(needle),
+            "{name}: {err}"
+        );
+    }
+    assert_eq!(
+        d.vmgate(&["list", "--all"]).ok().lines().count(),
+        2,
+        "nothing was defined"
+    );
+}
+
+/// Stores domain `name` with `uuid` as a daemon from before the name rule did, while `d`
+/// is stopped.
+fn store_old_domain(d: &TestDaemon, name: &str, uuid: &str) {
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        d.dir().join("state/vmgate.db").display()
+    );
+    let record = vmgated::store::DomainRecord {
+        uuid: uuid.parse().expect("uuid"),
+        name: name.to_owned(),
+        definition: format!("name = \"{name}\"\nuuid = \"{uuid}\"\n"),
+        autostart: false,
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let store = vmgated::store::Store::open(&url).await.expect("store");
+            store.upsert_domain(&record).await.expect("insert");
+        });
+}
+
+/// The id column of `name`'s row in `list`.
+fn listed_id(d: &TestDaemon, name: &str) -> String {
+    let out = d.vmgate(&["list"]);
+    let row = out
+        .ok()
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(name))
+        .unwrap_or_else(|| panic!("{name} not listed:\n{}", out.stdout));
+    row.split_whitespace().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn ids_then_uuids_then_names_and_old_lookalike_names_are_named_at_start() {
+    let mut d = TestDaemon::start();
+    define(&d, "alpha", ALPHA);
+    let alpha = d.vmgate(&["domuuid", "alpha"]).ok().trim().to_owned();
+    assert!(d.stop());
+    // Defined before such names were refused: one named like the id alpha gets below, one
+    // named like alpha's UUID.
+    let digits = "5b0d1c2e-0000-4000-8000-000000000001".to_owned();
+    let lookalike = "5b0d1c2e-0000-4000-8000-000000000002".to_owned();
+    store_old_domain(&d, "1", &digits);
+    store_old_domain(&d, &alpha, &lookalike);
+    d.restart();
+    let log = d.log();
+    for (name, uuid) in [("1", &digits), (alpha.as_str(), &lookalike)] {
+        assert!(
+            log.lines().any(|l| l.contains("WARN")
+                && l.contains(&format!("Domain '{name}': the name"))
+                && l.contains(&format!("vmgate dumpconf --security-info {uuid}"))),
+            "no warning naming {name}:\n{log}"
+        );
+    }
+    assert!(!log.contains("Domain 'alpha': the name"), "{log}");
+
+    d.vmgate(&["start", "alpha"]).ok();
+    assert_eq!(listed_id(&d, "alpha"), "1");
+    // The id and the UUID reach alpha, not the domains named like them.
+    assert_eq!(d.vmgate(&["domname", "1"]).ok().trim(), "alpha");
+    assert_eq!(d.vmgate(&["domname", &alpha]).ok().trim(), "alpha");
+    assert!(d.vmgate(&["destroy", &alpha]).ok().contains("'alpha'"));
+    // With no guest running as id 1, the name is next; a UUID always reaches its domain.
+    assert_eq!(d.vmgate(&["domname", "1"]).ok().trim(), "1");
+    assert_eq!(d.vmgate(&["domname", &digits]).ok().trim(), "1");
+    assert_eq!(d.vmgate(&["domname", &lookalike]).ok().trim(), alpha);
+    // It still works until renamed.
+    d.vmgate(&["start", &digits]).ok();
+    d.vmgate(&["destroy", &digits]).ok();
+
+    // The fix the warning gives: dumpconf by UUID, a new name, define.
+    let text = d
+        .vmgate(&["dumpconf", "--security-info", &lookalike])
+        .ok()
+        .replace(&format!("name = \"{alpha}\""), "name = \"renamed\"");
+    define(&d, "renamed", &text);
+    assert_eq!(d.vmgate(&["domname", &lookalike]).ok().trim(), "renamed");
+    assert_eq!(d.vmgate(&["domuuid", "renamed"]).ok().trim(), lookalike);
+    assert_eq!(listed_state(&d, "renamed"), "shut off");
+    // Ordinary domains still cannot be renamed by a definition.
+    let text = format!("name = \"beta\"\nuuid = \"{alpha}\"\n");
+    let path = d.file("beta.toml", &text);
+    let err = d
+        .vmgate(&["define", path.to_str().expect("path")])
+        .err()
+        .to_owned();
+    assert!(err.contains("cannot rename"), "{err}");
+}

@@ -9,7 +9,10 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use vmgate::ClientError;
-use vmgate_config::acl::{AclKind, AclPolicy, parse_rules};
+use vmgate_config::{
+    acl::{AclKind, AclPolicy, parse_rules},
+    limits::MAX_ACL_FILE_BYTES,
+};
 use vmgate_proto::v1::{AclChangeRequest, AclRule, AclRules, acl_change_request::Change};
 
 use super::domain_ref;
@@ -155,10 +158,8 @@ pub async fn run(session: &mut Session, args: &ConsoleAclArgs) -> Result<String,
             }
         },
         Action::Set { domain, file } => {
-            let text = std::fs::read_to_string(file).map_err(|err| ClientError::ReadFile {
-                path: file.clone(),
-                err,
-            })?;
+            // Bounded, so an endless file or a FIFO is refused rather than read forever.
+            let text = vmgate::input::read_text(file, MAX_ACL_FILE_BYTES, "a console ACL file")?;
             let parsed =
                 parse_rules(&text, &file.display().to_string()).map_err(ClientError::Invalid)?;
             let rules = parsed

@@ -5,7 +5,7 @@
 
 use clap::{Args, Subcommand};
 use vmgate::ClientError;
-use vmgate::console::password::{self, PasswordError};
+use vmgate::console::password::{self, PasswordError, PasswordOf};
 use vmgate_proto::v1::{Empty, UserName, UserPassword};
 
 use super::vnc_passwd::secret_line;
@@ -106,7 +106,7 @@ fn changed(what: &str, name: &str, verb: &str, cut: u32) -> String {
 /// even when the command fails, or it would run as a command of its own.
 fn new_password(session: &mut Session, args: &PasswordArgs) -> Result<String, ClientError> {
     let secret = if args.password_stdin {
-        secret_line(session)?
+        secret_line(session, PasswordOf::SaslUser)?
     } else if session.reads_script() {
         return Err(PasswordError::UserScriptPrompt.into());
     } else {
@@ -114,8 +114,6 @@ fn new_password(session: &mut Session, args: &PasswordArgs) -> Result<String, Cl
             rpassword::prompt_password(prompt)
         })?
     };
-    if secret.is_empty() {
-        return Err(PasswordError::EmptyUserPassword.into());
-    }
+    password::check_user_password(&secret)?;
     Ok(secret)
 }

@@ -13,7 +13,7 @@ use std::io::IsTerminal;
 
 use clap::{Args, ValueEnum};
 use vmgate::ClientError;
-use vmgate::console::password::{self, PasswordError};
+use vmgate::console::password::{self, PasswordError, PasswordOf};
 use vmgate_proto::v1::{ConnectedPolicy, SetPasswordRequest};
 
 use super::domain_ref;
@@ -109,22 +109,30 @@ pub async fn run(session: &mut Session, args: &VncPasswdArgs) -> Result<String, 
 /// stdin, else stdin's first line (without echo when stdin is a terminal, as in the
 /// interactive shell). Checked for length.
 fn from_stdin(session: &mut Session) -> Result<String, PasswordError> {
-    let line = secret_line(session)?;
+    let line = secret_line(session, PasswordOf::Domain)?;
     password::check_length(&line)?;
     Ok(line)
 }
 
 /// One secret line from stdin: the script's next line when the commands come from stdin,
-/// else stdin's first line (without echo on a terminal).
-pub(super) fn secret_line(session: &mut Session) -> Result<String, PasswordError> {
+/// else stdin's first line (without echo on a terminal). A line over `of`'s limit is
+/// refused without being read to its end; in a script the rest of it is then skipped, so
+/// that no part of a password runs as a command.
+pub(super) fn secret_line(session: &mut Session, of: PasswordOf) -> Result<String, PasswordError> {
     Ok(match session.script_input() {
-        Some(script) => password::read_line(script)?,
+        Some(script) => match password::read_line(script, of) {
+            Err(e) if password::left_line_unread(&e) => {
+                password::skip_line(script).map_err(PasswordError::Stdin)?;
+                return Err(e);
+            }
+            line => line?,
+        },
         None => {
             let stdin = std::io::stdin();
             if stdin.is_terminal() {
                 rpassword::read_password().map_err(PasswordError::Stdin)?
             } else {
-                password::read_line(&mut stdin.lock())?
+                password::read_line(&mut stdin.lock(), of)?
             }
         }
     })

@@ -76,7 +76,10 @@ impl Target {
     /// What to check when it does not answer as vmgated.
     fn hint(&self) -> &'static str {
         match self {
-            Target::Socket(_) => "is it vmgated's socket?",
+            Target::Socket(_) => {
+                "is it vmgated's socket? If it is, vmgated may be refusing clients (too many, \
+                 or out of file descriptors): its log says why"
+            }
             Target::Tcp { .. } => "is it vmgated's tcp_port, with listen_tcp = true?",
             Target::Tls { .. } => {
                 "is it vmgated's tls_port? If it is, vmgated may have refused the client \
@@ -175,6 +178,10 @@ pub enum ConnectError {
         secs = HANDSHAKE_TIMEOUT.as_secs()
     )]
     Timeout { target: Target },
+    /// The daemon is serving as many clients as it may (`max_clients`); its message says
+    /// which limit.
+    #[error("vmgated at {target} refused the connection: {detail}")]
+    TooManyClients { target: Target, detail: String },
     /// The daemon answered the handshake with an error (for example an authorization refusal);
     /// its message already names the cause and the fix.
     #[error("{}", status_detail(.0))]
@@ -327,7 +334,7 @@ impl Connection {
                     detail: status_detail(&status),
                 });
             }
-            Err(status) => return Err(ConnectError::Refused(status)),
+            Err(status) => return Err(refused(status, target)),
         };
         if daemon.driver != uri.driver.name() {
             return Err(ConnectError::DriverMismatch {
@@ -357,7 +364,7 @@ fn first_call_failed(
     dial: Option<&(TlsDial, TlsFailure)>,
 ) -> ConnectError {
     if !crate::error::is_transport_status(&status) {
-        return ConnectError::Refused(status);
+        return refused(status, target);
     }
     if let Some((dial, failure)) = dial
         && let Some(tls_err) = failure.get()
@@ -367,6 +374,21 @@ fn first_call_failed(
     ConnectError::Handshake {
         target,
         detail: status_detail(&status),
+    }
+}
+
+/// The daemon's answer to the first call: a refusal over `max_clients` comes as
+/// RESOURCE_EXHAUSTED with a message starting "Too many clients".
+fn refused(status: tonic::Status, target: Target) -> ConnectError {
+    const TOO_MANY: &str = "Too many clients";
+    match status.message().strip_prefix(TOO_MANY) {
+        Some(rest) if status.code() == tonic::Code::ResourceExhausted => {
+            ConnectError::TooManyClients {
+                target,
+                detail: format!("too many clients{rest}"),
+            }
+        }
+        _ => ConnectError::Refused(status),
     }
 }
 

@@ -81,7 +81,7 @@ pub struct AuditJson {
     /// Unix time in milliseconds.
     pub time_ms: i64,
     /// `connect`, `auth-success`, `auth-failure`, `lockout`, `disconnect`, `revoked`,
-    /// `password-change` or `acl-change`.
+    /// `password-change`, `acl-change` or `flood-summary`.
     pub event: String,
     pub domain: String,
     pub source: String,

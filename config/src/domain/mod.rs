@@ -48,7 +48,8 @@ pub const MAX_SOCKET_PATH: usize = 107;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DomainDef {
-    /// The guest's name: 1 to 64 characters of `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
+    /// The guest's name: 1 to 64 characters of `[A-Za-z0-9_.-]`, not starting with `.` or `-`,
+    /// neither all digits (an id) nor a UUID.
     pub name: String,
     /// The guest's UUID; the daemon assigns one at define time when unset.
     #[serde(default)]
@@ -125,6 +126,27 @@ impl DomainDef {
     /// Parses and validates a definition. `source` names where the text came from (a file
     /// name, or e.g. `<request>`) and starts every error line.
     pub fn parse(text: &str, source: &str) -> Result<DomainDef, DefinitionError> {
+        Self::parse_with(text, source, rules::Names::All)
+    }
+
+    /// Parses a definition the daemon stored earlier: as [`DomainDef::parse`], except that
+    /// a name only [`DomainDef::reserved_name`] objects to is kept, so that a domain defined
+    /// before that rule existed still loads. The daemon warns about it instead.
+    pub fn parse_stored(text: &str, source: &str) -> Result<DomainDef, DefinitionError> {
+        Self::parse_with(text, source, rules::Names::Stored)
+    }
+
+    /// Why `name` is refused as a new domain's name because commands would read it as an id
+    /// or a UUID, with the fix; `None` if they would not.
+    pub fn reserved_name(name: &str) -> Option<String> {
+        rules::reserved_shape(name)
+    }
+
+    fn parse_with(
+        text: &str,
+        source: &str,
+        names: rules::Names,
+    ) -> Result<DomainDef, DefinitionError> {
         let def: DomainDef = located::parse(text).map_err(|errors| DefinitionError::Parse {
             origin: source.to_string(),
             problems: errors
@@ -136,7 +158,7 @@ impl DomainDef {
                 })
                 .collect(),
         })?;
-        let mut errors = rules::check(&def);
+        let mut errors = rules::check(&def, names);
         if errors.is_empty() {
             return Ok(def);
         }
@@ -151,7 +173,18 @@ impl DomainDef {
 
     /// Checks every rule and reports all violations, each naming its field.
     pub fn validate(&self) -> Result<(), DefinitionError> {
-        let errors = rules::check(self);
+        self.validate_with(rules::Names::All)
+    }
+
+    /// [`DomainDef::validate`] for a definition the daemon already holds (to start it, or
+    /// to change its console password): a name only [`DomainDef::reserved_name`] objects to
+    /// is accepted, as [`DomainDef::parse_stored`] accepts it.
+    pub fn validate_stored(&self) -> Result<(), DefinitionError> {
+        self.validate_with(rules::Names::Stored)
+    }
+
+    fn validate_with(&self, names: rules::Names) -> Result<(), DefinitionError> {
+        let errors = rules::check(self, names);
         if errors.is_empty() {
             Ok(())
         } else {

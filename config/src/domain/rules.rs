@@ -15,8 +15,18 @@ use super::{DomainDef, MAX_MEMORY_MIB, MAX_NAME_LEN, MAX_VCPUS};
 /// The lowest console port: display 0.
 const VNC_BASE_PORT: u16 = 5900;
 
+/// Which name rules apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Names {
+    /// Every rule: a definition being defined, or checked on its own.
+    All,
+    /// All but the id- and UUID-shaped name rule, which came later: a definition already
+    /// in the daemon's database must still load (the daemon warns about it instead).
+    Stored,
+}
+
 /// Every rule `def` breaks, in field order.
-pub(super) fn check(def: &DomainDef) -> Vec<FieldError> {
+pub(super) fn check(def: &DomainDef, names: Names) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let mut error = |field: &str, message: String| {
         errors.push(FieldError {
@@ -25,7 +35,11 @@ pub(super) fn check(def: &DomainDef) -> Vec<FieldError> {
             position: None,
         });
     };
-    if let Err(message) = check_name(&def.name) {
+    let name = match names {
+        Names::All => check_name(&def.name),
+        Names::Stored => check_name_characters(&def.name),
+    };
+    if let Err(message) = name {
         error("name", message);
     }
     if !(1..=MAX_MEMORY_MIB).contains(&def.memory_mib) {
@@ -50,8 +64,43 @@ pub(super) fn check(def: &DomainDef) -> Vec<FieldError> {
     errors
 }
 
-/// 1 to 64 characters of `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
+/// 1 to 64 characters of `[A-Za-z0-9_.-]`, not starting with `.` or `-`, and not shaped
+/// like a domain id or UUID.
 pub(super) fn check_name(name: &str) -> Result<(), String> {
+    check_name_characters(name)?;
+    match reserved_shape(name) {
+        Some(shape) => Err(format!("{name:?} {shape}")),
+        None => Ok(()),
+    }
+}
+
+/// Why commands would take `name` for an id or a UUID, with the fix, if they would: every
+/// command resolves its argument as an id first, then as a UUID, then as a name, as virsh
+/// does.
+pub(super) fn reserved_shape(name: &str) -> Option<String> {
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) {
+        let example = if name.len() + 2 <= MAX_NAME_LEN {
+            format!(", such as \"vm{name}\"")
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "is all digits, which commands read as the id of a running domain; choose a \
+             name with a letter in it{example}"
+        ))
+    } else if uuid::Uuid::parse_str(name).is_ok() {
+        Some(
+            "has the form of a UUID, which commands read as a domain's UUID; choose a name \
+             that is not a UUID"
+                .to_string(),
+        )
+    } else {
+        None
+    }
+}
+
+/// The character and length rules alone.
+fn check_name_characters(name: &str) -> Result<(), String> {
     const ALLOWED: &str = "use only A-Z, a-z, 0-9, '_', '.' and '-'";
     if name.is_empty() {
         return Err(format!(

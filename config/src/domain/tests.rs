@@ -217,8 +217,11 @@ fn names() {
         "Web_1",
         "_x",
         "a.b-c",
-        "9",
+        "9a",
+        "vm-1",
         "x.",
+        "0123456789abcdef0123456789abcde",
+        "123e4567-e89b-12d3-a456-42661417400",
         long_ok.as_str(),
     ] {
         assert_eq!(
@@ -239,6 +242,16 @@ fn names() {
         ("café", "contains 'é'"),
         ("a\nb", "\"a\\nb\" contains '\\n'"),
         ("..", "starts with '.'"),
+        (
+            "9",
+            "\"9\" is all digits, which commands read as the id of a running domain",
+        ),
+        ("007", "such as \"vm007\""),
+        (
+            "123e4567-e89b-12d3-a456-426614174000",
+            "has the form of a UUID, which commands read as a domain's UUID",
+        ),
+        ("123E4567E89B12D3A456426614174000", "has the form of a UUID"),
     ];
     for (bad, needle) in cases {
         let errors = errors_of(&DomainDef::new_minimal(bad));
@@ -249,6 +262,28 @@ fn names() {
             .to_string();
         assert_eq!(alone, errors[0]);
     }
+}
+
+#[test]
+fn stored_definitions_keep_names_shaped_like_ids_or_uuids() {
+    for name in ["42", "123e4567-e89b-12d3-a456-426614174000"] {
+        let text = format!("name = \"{name}\"\n");
+        let err = DomainDef::parse(&text, "new.toml")
+            .expect_err(name)
+            .to_string();
+        assert!(err.starts_with("new.toml:1:1: name: "), "{err}");
+        let def = DomainDef::parse_stored(&text, "stored").expect(name);
+        assert_eq!(def.name, name);
+        assert!(
+            def.validate().is_err() && def.validate_stored().is_ok(),
+            "{name}"
+        );
+        assert!(DomainDef::reserved_name(name).is_some(), "{name}");
+    }
+    assert_eq!(DomainDef::reserved_name("web1"), None);
+    // Only the new rule is relaxed.
+    let err = DomainDef::parse_stored("name = \"a/b\"\n", "stored").expect_err("a/b");
+    assert!(err.to_string().contains("contains '/'"), "{err}");
 }
 
 #[test]

@@ -94,6 +94,7 @@ fn defaults_are_the_ones_in_design_md() {
     assert_eq!(v.vnc_auth_failure_window_secs, 60);
     assert_eq!(v.vnc_auth_lockout_secs, 60);
     assert_eq!(v.audit_max_age_days, 90);
+    assert_eq!(v.audit_max_rows, 10_000_000);
     assert_eq!(v.fips, None);
 
     let q = &c.qemu;

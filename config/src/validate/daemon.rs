@@ -344,6 +344,12 @@ fn check_limits(cfg: &Config, report: &mut Report) {
     );
     check_nonzero(
         report,
+        "daemon.auth_timeout_secs",
+        d.auth_timeout_secs.into(),
+        "would close every connection that must log in before it can",
+    );
+    check_nonzero(
+        report,
         "daemon.max_client_requests",
         d.max_client_requests.into(),
         "would let no client make a request",

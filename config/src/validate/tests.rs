@@ -317,6 +317,7 @@ fn zero_limits_are_errors() {
             c.vnc.vnc_auth_lockout_secs = 0
         }),
         ("vnc.audit_max_age_days", |c| c.vnc.audit_max_age_days = 0),
+        ("vnc.audit_max_rows", |c| c.vnc.audit_max_rows = 0),
     ];
     for (key, set) in cases {
         let mut c = base();

@@ -281,6 +281,12 @@ fn check_ports_and_limits(cfg: &Config, report: &mut Report) {
         v.audit_max_age_days.into(),
         "would delete audit records as soon as they are written",
     );
+    check_nonzero(
+        report,
+        "vnc.audit_max_rows",
+        v.audit_max_rows,
+        "would delete audit records as soon as they are written",
+    );
 }
 
 pub(super) fn check_storage_and_qemu(cfg: &Config, supported: &Supported, report: &mut Report) {

@@ -201,8 +201,16 @@ impl ConnLogin {
     /// threads.
     pub fn step(&self, input: Option<&[u8]>) -> Result<Step, LoginError> {
         let mut state = self.lock();
+        // While a step runs it counts as failed: should it never return (a panic), the
+        // failure stays on the books rather than resetting the connection's count.
+        let counted = match &*state {
+            State::Running { failures, .. } | State::Idle { failures } => {
+                failures.saturating_add(1)
+            }
+            State::Done { .. } => 0,
+        };
         let (mut exchange, failures) =
-            match std::mem::replace(&mut *state, State::Idle { failures: 0 }) {
+            match std::mem::replace(&mut *state, State::Idle { failures: counted }) {
                 State::Running { exchange, failures } => (exchange, failures),
                 State::Done { user } => {
                     *state = State::Done { user };
@@ -297,5 +305,24 @@ mod tests {
             login.start("PLAIN", Some(b"\0alice\0pw")),
             Err(LoginError::TooManyFailures)
         );
+    }
+
+    #[test]
+    fn malformed_scram_messages_are_failed_logins_that_count() {
+        let p = policy(None);
+        let login = ConnLogin::new(p.clone(), p.secure_offer());
+        for msg in [b"n,,".as_slice(), b"n,,n=alice,", b"n,a,n=alice,r=abc"] {
+            assert_eq!(
+                login.start("SCRAM-SHA-256", Some(msg)),
+                Err(LoginError::Sasl(SaslError::Failed))
+            );
+        }
+        for msg in [b"n,,n".as_slice(), b"n,,n=alice,r"] {
+            assert_eq!(
+                login.start("SCRAM-SHA-256", Some(msg)),
+                Err(LoginError::TooManyFailures)
+            );
+        }
+        assert_eq!(login.user(), None);
     }
 }

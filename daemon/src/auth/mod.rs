@@ -15,6 +15,7 @@ pub mod permissions;
 pub mod polkit;
 pub mod sasl;
 pub mod sasl_layer;
+pub mod scram;
 pub mod users;
 
 use std::{fmt, net::SocketAddr};

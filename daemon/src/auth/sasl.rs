@@ -8,8 +8,18 @@
 //! An unknown user is answered exactly like a wrong password: SCRAM is given a decoy
 //! record whose salt is derived from the name (stable, so asking twice shows nothing),
 //! and the exchange fails at the proof as it would for a known user.
+//!
+//! A malformed message is a failed login like any other, so that consoles and the API
+//! count it and audit it: SCRAM messages are checked against RFC 5802's grammar
+//! ([`super::scram`]) before rsasl sees them, because rsasl 2.3.1's SCRAM parser panics on
+//! some (`n,,`). Behind that, a panic in a mechanism step is caught and also ends the
+//! exchange as [`SaslError::Failed`]; this needs `panic = "unwind"`, which the build
+//! enforces below and a test holds every Cargo profile to.
 
-use std::sync::{Arc, OnceLock};
+use std::{
+    panic::AssertUnwindSafe,
+    sync::{Arc, OnceLock},
+};
 
 use rand::RngCore;
 use rsasl::{
@@ -27,8 +37,14 @@ use sha2_10::{Digest, Sha256};
 use super::gssapi::{GssExchange, GssapiService};
 use super::{
     sasl_layer::{LayerPolicy, SecurityLayer},
+    scram::ScramGuard,
     users::{SCRAM_ITERATIONS, UserDb},
 };
+
+// With panic = "abort" a client's message that trips a bug in the SASL library would end
+// the daemon instead of one login.
+#[cfg(not(panic = "unwind"))]
+compile_error!("vmgated needs panic = \"unwind\": auth::sasl catches panics of a SASL step");
 
 /// The mechanisms this build implements, strongest first.
 #[cfg(feature = "gssapi")]
@@ -294,7 +310,9 @@ impl SaslServer {
             let service = self.gssapi.as_ref().ok_or_else(not_offered)?;
             return Ok(SaslExchange {
                 mechanism: Mechanism::Gssapi(Box::new(service.start(layers))),
+                scram: None,
                 finished: false,
+                caught_panic: false,
             });
         }
         let _ = layers; // SCRAM and PLAIN have no security layer.
@@ -304,7 +322,9 @@ impl SaslServer {
             .map_err(|_| not_offered())?;
         Ok(SaslExchange {
             mechanism: Mechanism::Rsasl(session),
+            scram: ScramGuard::for_mechanism(mechanism),
             finished: false,
+            caught_panic: false,
         })
     }
 }
@@ -328,14 +348,46 @@ enum Mechanism {
 /// One login in progress.
 pub struct SaslExchange {
     mechanism: Mechanism,
+    /// The grammar check of a SCRAM login's client messages.
+    scram: Option<ScramGuard>,
     finished: bool,
+    caught_panic: bool,
 }
 
 impl SaslExchange {
-    /// Feeds the client's message (None when it sent none) and returns the reply.
+    /// Feeds the client's message (None when it sent none) and returns the reply. A
+    /// malformed message, or one the mechanism panics on, ends the exchange as
+    /// [`SaslError::Failed`], exactly as a wrong password does.
     pub fn step(&mut self, input: Option<&[u8]>) -> Result<Step, SaslError> {
         if self.finished {
             return Err(SaslError::Protocol("the exchange is already over".into()));
+        }
+        match std::panic::catch_unwind(AssertUnwindSafe(|| self.step_mechanism(input))) {
+            Ok(step) => step,
+            Err(_) => {
+                // The panic hook has printed where; the message itself stays unlogged.
+                tracing::warn!(
+                    "a SASL step panicked on a client message; refused as a failed login"
+                );
+                self.finished = true;
+                self.caught_panic = true;
+                Err(SaslError::Failed)
+            }
+        }
+    }
+
+    /// Whether a step panicked (and was refused as a failed login).
+    pub fn caught_panic(&self) -> bool {
+        self.caught_panic
+    }
+
+    fn step_mechanism(&mut self, input: Option<&[u8]>) -> Result<Step, SaslError> {
+        if let Some(guard) = &mut self.scram
+            && let Err(e) = guard.check(input)
+        {
+            tracing::debug!("SASL login refused: {e}");
+            self.finished = true;
+            return Err(SaslError::Failed);
         }
         // Without the gssapi feature the match has a single arm.
         #[allow(clippy::infallible_destructuring_match)]
@@ -377,6 +429,9 @@ impl SaslExchange {
     pub fn user(&mut self) -> Result<String, SaslError> {
         if !self.finished {
             return Err(SaslError::Protocol("the exchange is not over".into()));
+        }
+        if self.caught_panic {
+            return Err(SaslError::Failed);
         }
         match &mut self.mechanism {
             Mechanism::Rsasl(session) => session.validation().ok_or(SaslError::Failed),

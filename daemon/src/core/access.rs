@@ -226,8 +226,8 @@ fn no_user(name: &str) -> CoreError {
     CoreError::NotFound(format!("No SASL user {name:?}; see vmgate sasl-user list"))
 }
 
-/// The longest password accepted.
-const MAX_PASSWORD_LEN: usize = 1024;
+/// The longest password accepted (the CLI checks the same limit before sending).
+const MAX_PASSWORD_LEN: usize = vmgate_config::limits::MAX_USER_PASSWORD_BYTES;
 
 fn check_password(password: &[u8]) -> Result<(), CoreError> {
     if password.is_empty() || password.len() > MAX_PASSWORD_LEN {

@@ -1,60 +1,100 @@
-//! The daemon's console audit log: the [`AuditSink`] the gateways report to. Each record is
-//! logged at once through tracing (target `audit`, info level) and queued for the database;
-//! a writer task stores the queue in batches, and a pruner deletes records older than
-//! `audit_max_age_days` at start and then hourly. This module owns those two tasks and the
-//! queue; the SQL is in `store`, what goes into a record is the gateway's business (records
-//! have no field for a password, and reasons must not carry one).
+//! The daemon's console audit log: the [`AuditSink`] the gateways report to. This module
+//! owns the path of a record from the gateway to the database: flood aggregation
+//! ([`flood`]), the durable spool ([`spool`]), the writer task that moves spooled records
+//! into the database in batches, and the pruner (by age, `audit_max_age_days`, hourly; by
+//! count, `audit_max_rows`, every minute; both at start). The SQL is in `store`; what goes
+//! into a record is the gateway's business (records have no field for a password, and
+//! reasons must not carry one).
 //!
-//! `record` never blocks or awaits, so a gateway cannot be slowed by the database. The
-//! queue is bounded ([`QUEUE_CAPACITY`] records): when it is full, a record is still logged
-//! through tracing but not stored, and warnings say so, with the number dropped, when the
-//! queue fills and once the writer catches up. The tracing log is therefore the complete
-//! trail; the database is the queryable one, complete unless a warning says otherwise.
+//! `record` never awaits: it logs the record through tracing (target `audit`, info level)
+//! and appends it to the spool with one `write(2)` before it returns, so the record
+//! survives a crash of the daemon (`kill -9`) from then on; the writer fsyncs the spool in
+//! batches, stores it, and deletes what is stored. A daemon that starts with records left
+//! in the spool stores them first, each once. Records counted by flood aggregation are
+//! logged at debug level and stored as their `flood-summary`.
 //!
-//! On shutdown the writer stores what is queued and then keeps storing while records keep
-//! coming (until [`SHUTDOWN_QUIET`] passes without one, at most [`SHUTDOWN_GRACE`]), so the
-//! disconnect records of the sessions that shutdown cuts are kept too. Records that arrive
-//! after the writer has stopped are only logged.
+//! The database is therefore complete unless an audit record says otherwise: when the
+//! spool is full (the database has been slow or unreachable for long) or cannot be
+//! written, records are logged but not stored, a `flood-summary` saying records are being
+//! lost is stored at once, and another with the number lost, per guest, once the spool has
+//! room again. The tracing log holds every record that is not counted in a summary.
+//!
+//! On shutdown the writer keeps storing while records keep coming (until [`SHUTDOWN_QUIET`]
+//! passes without one, at most [`SHUTDOWN_GRACE`]), so the disconnect records of the
+//! sessions that shutdown cuts are kept, and stores the open flood summaries. What comes
+//! later stays in the spool for the next start.
+
+pub mod flood;
+pub mod spool;
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
 use time::OffsetDateTime;
 use tokio::{
-    sync::{
-        mpsc::{self, error::TrySendError},
-        oneshot,
-    },
+    sync::{Notify, mpsc, oneshot},
     time::{Instant, MissedTickBehavior},
 };
 use tokio_util::sync::CancellationToken;
 
+pub use self::spool::SpoolError;
+use self::{
+    flood::{Flood, Summary, Verdict},
+    spool::{Segment, Spool},
+};
 use crate::{
     shutdown::Shutdown,
     store::{Store, StoreError, unix_ms},
     vnc::audit::{AuditRecord, AuditSink},
 };
 
-/// Records queued for the database at most; more are logged but not stored.
-pub const QUEUE_CAPACITY: usize = 10_000;
 /// After shutdown, the writer stops once no record has come for this long...
 pub const SHUTDOWN_QUIET: Duration = Duration::from_millis(250);
 /// ... or this long after shutdown at the latest.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Records stored per transaction at most.
 const BATCH: usize = 500;
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-/// Pauses before storing a failed batch again; then it is given up (it is in the log).
-const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(200), Duration::from_secs(1)];
+/// How long the writer lets records gather before it seals and stores them.
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
+/// How often the writer looks for flood summaries that are due.
+const FLOOD_TICK: Duration = Duration::from_secs(5);
+const PRUNE_AGE_EVERY: Duration = Duration::from_secs(3600);
+const PRUNE_ROWS_EVERY: Duration = Duration::from_secs(60);
+/// Batch ids older than this are forgotten whatever happened to their spool segment.
+const BATCH_IDS_KEPT: time::Duration = time::Duration::days(1);
+/// Pauses between attempts while the database fails, doubling up to the last.
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(30);
 /// How long `query` waits for queued records to be stored before it reads anyway.
 const QUERY_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The console audit log. Cheap to clone; all clones share one queue.
+/// Where the audit keeps its spool and how long and how much it keeps.
+#[derive(Clone, Debug)]
+pub struct AuditOptions {
+    /// The spool's directory (`<state_dir>/audit-spool`).
+    pub spool_dir: PathBuf,
+    /// What the spool holds at most, in bytes.
+    pub spool_max_bytes: u64,
+    pub max_age_days: u32,
+    pub max_rows: u64,
+}
+
+impl AuditOptions {
+    /// The daemon's: the spool in `state_dir`, limits from `[vnc]`.
+    pub fn new(state_dir: &Path, vnc: &vmgate_config::VncConfig) -> AuditOptions {
+        AuditOptions {
+            spool_dir: state_dir.join(spool::SPOOL_DIR),
+            spool_max_bytes: spool::MAX_BYTES,
+            max_age_days: vnc.audit_max_age_days,
+            max_rows: vnc.audit_max_rows,
+        }
+    }
+}
+
+/// The console audit log. Cheap to clone; all clones share one spool and writer.
 #[derive(Clone)]
 pub struct AuditLog {
     inner: Arc<Inner>,
@@ -62,62 +102,60 @@ pub struct AuditLog {
 
 struct Inner {
     store: Store,
-    queue: mpsc::Sender<Message>,
-    counters: Arc<Counters>,
-}
-
-#[derive(Default)]
-struct Counters {
-    /// Dropped since the writer last reported it.
-    dropped: AtomicU64,
-    /// Dropped since start.
-    dropped_total: AtomicU64,
-    /// Whether a record has been refused because the writer has stopped.
-    closed_warned: AtomicBool,
-}
-
-enum Message {
-    Record(AuditRecord),
-    /// Answered once every message queued before it is stored (or given up).
-    Flush(oneshot::Sender<()>),
+    spool: Spool,
+    flood: Mutex<Flood>,
+    /// Signalled at each record spooled.
+    wake: Notify,
+    flushes: mpsc::Sender<oneshot::Sender<()>>,
 }
 
 impl AuditLog {
-    /// Spawns the writer and the pruner on `shutdown`; records older than `max_age_days`
-    /// are deleted at start and then every hour.
-    pub fn start(store: Store, max_age_days: u32, shutdown: &Shutdown) -> AuditLog {
-        AuditLog::start_with_capacity(store, max_age_days, shutdown, QUEUE_CAPACITY)
-    }
-
-    fn start_with_capacity(
+    /// Opens the spool and spawns the writer and the pruner on `shutdown`.
+    pub fn start(
         store: Store,
-        max_age_days: u32,
+        options: AuditOptions,
         shutdown: &Shutdown,
-        capacity: usize,
-    ) -> AuditLog {
-        let (queue, rx) = mpsc::channel(capacity.max(1));
-        let counters = Arc::new(Counters::default());
-        let writer = Writer {
-            store: store.clone(),
-            counters: counters.clone(),
+    ) -> Result<AuditLog, SpoolError> {
+        let spool = Spool::open(&options.spool_dir, options.spool_max_bytes)?;
+        let tally_dir = options.spool_dir.join(flood::TALLY_DIR);
+        let recovered = flood::recover(&tally_dir);
+        let left = spool.bytes();
+        if left > 0 || !recovered.is_empty() {
+            tracing::info!(
+                bytes = left,
+                flood_summaries = recovered.len(),
+                "Storing audit records spooled before the last stop"
+            );
+        }
+        let (flushes, flush_rx) = mpsc::channel(64);
+        let log = AuditLog {
+            inner: Arc::new(Inner {
+                store: store.clone(),
+                spool,
+                flood: Mutex::new(Flood::new(Some(tally_dir))),
+                wake: Notify::new(),
+                flushes,
+            }),
         };
-        shutdown.spawn(writer.run(rx, shutdown.child_token()));
+        let writer = Writer {
+            log: log.clone(),
+            summaries: recovered,
+            failures: 0,
+            retry_at: None,
+        };
+        shutdown.spawn(writer.run(flush_rx, shutdown.child_token()));
         shutdown.spawn(prune_loop(
-            store.clone(),
-            max_age_days,
+            store,
+            options.max_age_days,
+            options.max_rows,
             shutdown.child_token(),
         ));
-        AuditLog {
-            inner: Arc::new(Inner {
-                store,
-                queue,
-                counters,
-            }),
-        }
+        Ok(log)
     }
 
     /// The newest `limit` records (of `domain`, if given) at or after `since`, oldest
-    /// first. Records handed to `record` before the call are included, unless storing them
+    /// first. Records handed to `record` before the call are included (those counted by
+    /// flood aggregation as a `flood-summary` of the counts so far), unless storing them
     /// takes longer than a couple of seconds.
     pub async fn query(
         &self,
@@ -131,166 +169,326 @@ impl AuditLog {
         self.inner.store.audit(domain, since_ms, limit).await
     }
 
-    /// Waits until every record handed to `record` so far is in the database (or was
-    /// dropped, or failed to store: both are logged). Returns at once once the writer has
-    /// stopped.
+    /// Waits until every record handed to `record` so far is in the database, open flood
+    /// summaries included (or until an attempt to store them failed: they stay spooled).
+    /// Returns at once once the writer has stopped.
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        if self.inner.queue.send(Message::Flush(done)).await.is_ok() {
+        if self.inner.flushes.send(done).await.is_ok() {
             // An error means the writer stopped; there is nothing more to wait for.
             let _ = wait.await;
         }
     }
 
-    /// Records logged but not stored because the queue was full, since start.
-    pub fn dropped_total(&self) -> u64 {
-        self.inner.counters.dropped_total.load(Ordering::Relaxed)
+    /// Records logged but not stored (the spool was full or failed), since start.
+    pub fn lost_total(&self) -> u64 {
+        self.inner.spool.lost_total()
+    }
+
+    fn flood(&self) -> std::sync::MutexGuard<'_, Flood> {
+        self.inner
+            .flood
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl AuditSink for AuditLog {
     fn record(&self, r: AuditRecord) {
-        tracing::info!(
-            target: "audit",
-            event = %r.event,
-            domain = %r.domain,
-            source = %r.source,
-            security_type = %r.security_type,
-            identity = %r.identity,
-            reason = %r.reason,
-            "console audit"
-        );
-        let counters = &self.inner.counters;
-        match self.inner.queue.try_send(Message::Record(r)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                counters.dropped_total.fetch_add(1, Ordering::Relaxed);
-                if counters.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-                    tracing::warn!(
-                        capacity = self.inner.queue.max_capacity(),
-                        "Audit queue is full: records are logged but not stored until it drains"
-                    );
-                }
-            }
-            Err(TrySendError::Closed(_)) => {
-                if !counters.closed_warned.swap(true, Ordering::Relaxed) {
-                    tracing::warn!("Audit writer has stopped: records are logged but not stored");
-                }
-            }
+        let verdict = self.flood().judge(&r, std::time::Instant::now());
+        macro_rules! log {
+            ($level:ident, $message:literal) => {
+                tracing::$level!(
+                    target: "audit",
+                    event = %r.event,
+                    domain = %r.domain,
+                    source = %r.source,
+                    security_type = %r.security_type,
+                    identity = %r.identity,
+                    reason = %r.reason,
+                    $message
+                )
+            };
+        }
+        if verdict == Verdict::Counted {
+            log!(debug, "console audit (counted in a flood summary)");
+            return;
+        }
+        log!(info, "console audit");
+        // A refused record is counted and reported by the spool and the writer.
+        if self.inner.spool.append(&r).is_ok() {
+            self.inner.wake.notify_one();
         }
     }
 }
 
-/// The task that moves queued records into the database.
+/// The task that moves spooled records into the database.
 struct Writer {
-    store: Store,
-    counters: Arc<Counters>,
+    log: AuditLog,
+    /// Flood summaries waiting to be stored.
+    summaries: Vec<Summary>,
+    /// Attempts in a row that failed, and when to try again.
+    failures: u32,
+    retry_at: Option<Instant>,
 }
 
 impl Writer {
-    async fn run(self, mut rx: mpsc::Receiver<Message>, cancel: CancellationToken) {
-        let mut buf = Vec::with_capacity(BATCH);
+    async fn run(
+        mut self,
+        mut flushes: mpsc::Receiver<oneshot::Sender<()>>,
+        cancel: CancellationToken,
+    ) {
+        let inner = self.log.inner.clone();
+        // What an earlier run left comes first.
+        self.cycle(true).await;
+        let mut tick = tokio::time::interval(FLOOD_TICK);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            let mut waiters = Vec::new();
             tokio::select! {
-                n = rx.recv_many(&mut buf, BATCH) => {
-                    if n == 0 {
-                        return; // Every AuditLog is gone.
+                () = inner.wake.notified() => {
+                    tokio::select! {
+                        () = tokio::time::sleep(BATCH_WINDOW) => {}
+                        Some(done) = flushes.recv() => waiters.push(done),
+                        () = cancel.cancelled() => {}
                     }
-                    self.write(&mut buf).await;
+                }
+                done = flushes.recv() => match done {
+                    Some(done) => waiters.push(done),
+                    None => return, // Every AuditLog is gone.
+                },
+                _ = tick.tick() => {
+                    let due = self.log.flood().due(std::time::Instant::now());
+                    self.summaries.extend(due);
                 }
                 () = cancel.cancelled() => break,
             }
+            self.serve(waiters, &mut flushes).await;
         }
 
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         loop {
             let quiet_until = (Instant::now() + SHUTDOWN_QUIET).min(deadline);
-            match tokio::time::timeout_at(quiet_until, rx.recv_many(&mut buf, BATCH)).await {
-                Ok(n) if n > 0 => self.write(&mut buf).await,
-                _ => break,
+            let mut waiters = Vec::new();
+            tokio::select! {
+                () = inner.wake.notified() => {}
+                Some(done) = flushes.recv() => waiters.push(done),
+                () = tokio::time::sleep_until(quiet_until) => break,
             }
+            self.serve(waiters, &mut flushes).await;
             if Instant::now() >= deadline {
                 break;
             }
         }
-        // Refuse new records, then store the ones that slipped in meanwhile.
-        rx.close();
-        while let Some(message) = rx.recv().await {
-            buf.push(message);
-            if buf.len() >= BATCH {
-                self.write(&mut buf).await;
-            }
+        flushes.close();
+        let mut waiters = Vec::new();
+        while let Some(done) = flushes.recv().await {
+            waiters.push(done);
         }
-        self.write(&mut buf).await;
+        let open = self.log.flood().drain();
+        self.summaries.extend(open);
+        self.cycle(true).await;
+        for done in waiters {
+            let _ = done.send(());
+        }
     }
 
-    /// Stores the records in `buf` (emptying it), then answers its flush requests.
-    async fn write(&self, buf: &mut Vec<Message>) {
-        let mut records = Vec::with_capacity(buf.len());
-        let mut waiters = Vec::new();
-        for message in buf.drain(..) {
-            match message {
-                Message::Record(r) => records.push(r),
-                Message::Flush(done) => waiters.push(done),
-            }
+    /// One round: with flush requests, the open flood summaries too; then answers them.
+    async fn serve(
+        &mut self,
+        mut waiters: Vec<oneshot::Sender<()>>,
+        flushes: &mut mpsc::Receiver<oneshot::Sender<()>>,
+    ) {
+        while let Ok(done) = flushes.try_recv() {
+            waiters.push(done);
         }
-        if !records.is_empty() {
-            self.store_batch(&records).await;
+        if !waiters.is_empty() {
+            let open = self.log.flood().drain();
+            self.summaries.extend(open);
         }
-        let dropped = self.counters.dropped.swap(0, Ordering::Relaxed);
-        if dropped > 0 {
-            tracing::warn!(
-                dropped,
-                "Audit queue was full: records were logged but not stored"
-            );
-        }
+        self.cycle(!waiters.is_empty()).await;
         for done in waiters {
             // The waiter may have given up; that is fine.
             let _ = done.send(());
         }
     }
 
-    async fn store_batch(&self, records: &[AuditRecord]) {
-        let mut delays = RETRY_DELAYS.iter();
-        loop {
-            match self.store.insert_audit(records).await {
-                Ok(()) => return,
-                Err(e) => match delays.next() {
-                    Some(delay) => {
-                        tracing::debug!(error = %e, "Cannot store audit records; retrying");
-                        tokio::time::sleep(*delay).await;
-                    }
-                    None => {
-                        tracing::error!(
-                            count = records.len(),
-                            error = %e,
-                            "Cannot store audit records; they are in the log only"
-                        );
-                        return;
-                    }
-                },
+    /// Seals the spool and stores what it holds, then the flood summaries, then reports
+    /// losses. While the database fails, only every so often (or when `now`, for a
+    /// flush): in between the spool is only synced.
+    async fn cycle(&mut self, now: bool) {
+        let inner = self.log.inner.clone();
+        let spool = &inner.spool;
+        if !now && self.retry_at.is_some_and(|at| Instant::now() < at) {
+            if let Err(e) = spool.sync() {
+                tracing::warn!(error = %e, "Cannot sync the audit spool");
+            }
+            return;
+        }
+        let result = self.store_all().await;
+        match result {
+            Ok(()) => {
+                if self.failures > 0 {
+                    tracing::info!("Audit records are stored again");
+                }
+                self.failures = 0;
+                self.retry_at = None;
+            }
+            Err(e) => {
+                self.failures += 1;
+                let pause = RETRY_FIRST
+                    .saturating_mul(1 << self.failures.min(16))
+                    .min(RETRY_MAX);
+                self.retry_at = Some(Instant::now() + pause);
+                if self.failures == 1 || pause == RETRY_MAX {
+                    tracing::warn!(
+                        error = %e,
+                        spooled_bytes = spool.bytes(),
+                        "Cannot store audit records; they stay in the spool"
+                    );
+                }
+            }
+        }
+        self.report_losses();
+    }
+
+    async fn store_all(&mut self) -> Result<(), StoreError> {
+        let inner = self.log.inner.clone();
+        let segments = match inner.spool.seal() {
+            Ok(segments) => segments,
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot seal the audit spool");
+                // What was sealed before is still there to store.
+                inner.spool.seal().unwrap_or_default()
+            }
+        };
+        for segment in &segments {
+            store_segment(&inner.store, &inner.spool, segment).await?;
+        }
+        while let Some(summary) = self.summaries.first() {
+            inner
+                .store
+                .insert_audit_batch(&summary.batch, 0, std::slice::from_ref(&summary.record))
+                .await?;
+            summary.done();
+            let summary = self.summaries.remove(0);
+            forget(&inner.store, &summary.batch).await;
+        }
+        Ok(())
+    }
+
+    /// Turns the losses the spool counted into records, once it has room for them.
+    fn report_losses(&self) {
+        let spool = &self.log.inner.spool;
+        if !spool.has_room() {
+            return;
+        }
+        for loss in spool.take_losses() {
+            tracing::warn!(
+                domain = %loss.domain,
+                lost = loss.count,
+                cause = ?loss.cause,
+                "Audit records were lost: logged but not stored"
+            );
+            let record = loss.record(spool.max_bytes());
+            if spool.append_notice(&record).is_ok() {
+                self.log.inner.wake.notify_one();
             }
         }
     }
 }
 
-async fn prune_loop(store: Store, max_age_days: u32, cancel: CancellationToken) {
-    let mut every = tokio::time::interval(PRUNE_EVERY);
+/// Stores a sealed segment's records, batch by batch (a batch stored before is skipped),
+/// then deletes it.
+async fn store_segment(store: &Store, spool: &Spool, segment: &Segment) -> Result<(), StoreError> {
+    let mut reader = match segment.reader() {
+        Ok(reader) => reader,
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot read an audit spool segment; skipping it");
+            spool.count_damaged();
+            let _ = spool.remove(segment);
+            return Ok(());
+        }
+    };
+    for chunk in 0.. {
+        let records = reader.next_chunk(BATCH);
+        if records.is_empty() {
+            break;
+        }
+        if !store
+            .insert_audit_batch(segment.id(), chunk, &records)
+            .await?
+        {
+            tracing::debug!(
+                segment = segment.id(),
+                chunk,
+                "Audit batch was stored before"
+            );
+        }
+    }
+    if let Some(damage) = reader.damage() {
+        tracing::warn!(
+            segment = segment.id(),
+            offset = damage.offset,
+            skipped_bytes = damage.skipped,
+            torn = damage.torn,
+            "An audit spool segment ends in a record cut short or damaged; it is dropped"
+        );
+        spool.count_damaged();
+    }
+    if let Err(e) = spool.remove(segment) {
+        // Stored: a replay of it adds nothing, so this is only disk space.
+        tracing::warn!(error = %e, "Cannot delete a stored audit spool segment");
+        return Ok(());
+    }
+    forget(store, segment.id()).await;
+    Ok(())
+}
+
+/// Forgets a batch id whose spool data is gone (the pruner catches what this misses).
+async fn forget(store: &Store, batch: &str) {
+    if let Err(e) = store.forget_audit_batches(batch).await {
+        tracing::debug!(error = %e, "Cannot forget a stored audit batch id");
+    }
+}
+
+async fn prune_loop(store: Store, max_age_days: u32, max_rows: u64, cancel: CancellationToken) {
+    let mut every = tokio::time::interval(PRUNE_ROWS_EVERY);
     every.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut aged_at: Option<Instant> = None;
     loop {
         // The first tick is immediate: prune at start.
         tokio::select! {
             _ = every.tick() => {}
             () = cancel.cancelled() => return,
         }
+        let now = OffsetDateTime::now_utc();
+        if aged_at.is_none_or(|at| at.elapsed() >= PRUNE_AGE_EVERY) {
+            aged_at = Some(Instant::now());
+            let pruned = tokio::select! {
+                r = prune_once(&store, max_age_days, now) => r,
+                () = cancel.cancelled() => return,
+            };
+            match pruned {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, max_age_days, "Pruned old audit records"),
+                Err(e) => tracing::warn!(error = %e, "Cannot prune old audit records"),
+            }
+            if let Err(e) = store
+                .prune_audit_batches(unix_ms(now - BATCH_IDS_KEPT))
+                .await
+            {
+                tracing::debug!(error = %e, "Cannot prune stored audit batch ids");
+            }
+        }
         let pruned = tokio::select! {
-            r = prune_once(&store, max_age_days, OffsetDateTime::now_utc()) => r,
+            r = store.prune_audit_rows(max_rows) => r,
             () = cancel.cancelled() => return,
         };
         match pruned {
             Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, max_age_days, "Pruned old audit records"),
-            Err(e) => tracing::warn!(error = %e, "Cannot prune old audit records"),
+            Ok(deleted) => tracing::info!(deleted, max_rows, "Pruned the oldest audit records"),
+            Err(e) => tracing::warn!(error = %e, "Cannot prune audit records by count"),
         }
     }
 }
@@ -309,169 +507,4 @@ async fn prune_once(
 }
 
 #[cfg(test)]
-mod tests {
-    use time::Duration as TimeDelta;
-
-    use super::*;
-    use crate::vnc::audit::AuditEvent;
-
-    async fn temp_store() -> (Store, tempfile::TempDir) {
-        Store::open_temp().await
-    }
-
-    /// A record `age` before now, truncated to the millisecond as the store keeps it.
-    fn rec(event: AuditEvent, domain: &str, age: TimeDelta) -> AuditRecord {
-        let time = OffsetDateTime::now_utc() - age;
-        let time = time
-            .replace_nanosecond(time.nanosecond() / 1_000_000 * 1_000_000)
-            .expect("valid nanosecond");
-        AuditRecord {
-            time,
-            source: "198.51.100.7:40000".into(),
-            security_type: "vnc".into(),
-            reason: "wrong password".into(),
-            ..AuditRecord::new(event, domain)
-        }
-    }
-
-    #[tokio::test]
-    async fn records_are_stored_and_queried() {
-        let (store, _dir) = temp_store().await;
-        let shutdown = Shutdown::new();
-        let log = AuditLog::start(store, 90, &shutdown);
-        let records: Vec<_> = (0..6)
-            .map(|i| {
-                let domain = if i % 2 == 0 { "alpha" } else { "beta" };
-                rec(
-                    AuditEvent::ALL[i],
-                    domain,
-                    TimeDelta::seconds(60 - i as i64),
-                )
-            })
-            .collect();
-        for r in &records {
-            log.record(r.clone());
-        }
-        // No flush: query waits for what was recorded before it.
-        let all = log.query(None, None, 100).await.expect("all");
-        assert_eq!(all, records, "oldest first, every field kept");
-
-        let alpha = log.query(Some("alpha"), None, 100).await.expect("alpha");
-        assert_eq!(alpha, [0, 2, 4].map(|i| records[i].clone()));
-
-        let since = log
-            .query(None, Some(records[3].time), 100)
-            .await
-            .expect("since");
-        assert_eq!(since, records[3..]);
-
-        let newest = log.query(Some("beta"), None, 2).await.expect("limit");
-        assert_eq!(newest, [records[3].clone(), records[5].clone()]);
-
-        shutdown.trigger();
-        shutdown.wait().await;
-    }
-
-    #[tokio::test]
-    async fn flush_waits_until_records_are_stored() {
-        let (store, _dir) = temp_store().await;
-        let shutdown = Shutdown::new();
-        let log = AuditLog::start(store.clone(), 90, &shutdown);
-        for i in 0..1234 {
-            log.record(rec(
-                AuditEvent::Connect,
-                &format!("g{}", i % 7),
-                TimeDelta::ZERO,
-            ));
-        }
-        log.flush().await;
-        let stored = store.audit(None, i64::MIN, 10_000).await.expect("query");
-        assert_eq!(stored.len(), 1234);
-        assert_eq!(log.dropped_total(), 0);
-        shutdown.trigger();
-        shutdown.wait().await;
-    }
-
-    #[tokio::test]
-    async fn shutdown_stores_what_is_queued_and_what_comes_during_the_grace() {
-        let (store, _dir) = temp_store().await;
-        let shutdown = Shutdown::new();
-        let log = AuditLog::start(store.clone(), 90, &shutdown);
-        for _ in 0..50 {
-            log.record(rec(AuditEvent::Disconnect, "alpha", TimeDelta::ZERO));
-        }
-        shutdown.trigger();
-        tokio::time::sleep(SHUTDOWN_QUIET / 5).await;
-        log.record(rec(AuditEvent::Disconnect, "beta", TimeDelta::ZERO));
-        shutdown.wait().await;
-        let stored = store.audit(None, i64::MIN, 100).await.expect("query");
-        assert_eq!(stored.len(), 51);
-        // The writer has stopped: recording still works (logs only), flush returns.
-        log.record(rec(AuditEvent::Disconnect, "late", TimeDelta::ZERO));
-        log.flush().await;
-    }
-
-    #[tokio::test]
-    async fn a_full_queue_drops_records_and_counts_them() {
-        let (store, _dir) = temp_store().await;
-        let shutdown = Shutdown::new();
-        let log = AuditLog::start_with_capacity(store.clone(), 90, &shutdown, 1);
-        // The test runtime has one thread and this loop never yields, so the writer
-        // cannot drain the queue in between.
-        for _ in 0..3 {
-            log.record(rec(AuditEvent::AuthFailure, "alpha", TimeDelta::ZERO));
-        }
-        assert_eq!(log.dropped_total(), 2);
-        log.flush().await;
-        assert_eq!(
-            store.audit(None, i64::MIN, 10).await.expect("query").len(),
-            1
-        );
-        shutdown.trigger();
-        shutdown.wait().await;
-    }
-
-    #[tokio::test]
-    async fn old_records_are_pruned_at_start() {
-        let (store, _dir) = temp_store().await;
-        let old = rec(AuditEvent::Connect, "alpha", TimeDelta::days(31));
-        let fresh = rec(AuditEvent::Connect, "alpha", TimeDelta::days(29));
-        store
-            .insert_audit(&[old, fresh.clone()])
-            .await
-            .expect("insert");
-        let shutdown = Shutdown::new();
-        let _log = AuditLog::start(store.clone(), 30, &shutdown);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = store.audit(None, i64::MIN, 10).await.expect("query");
-            if left.len() == 1 {
-                assert_eq!(left, [fresh]);
-                break;
-            }
-            assert!(Instant::now() < deadline, "the pruner did not run");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        shutdown.trigger();
-        shutdown.wait().await;
-    }
-
-    #[tokio::test]
-    async fn prune_once_keeps_records_younger_than_the_age() {
-        let (store, _dir) = temp_store().await;
-        let now = OffsetDateTime::now_utc();
-        let records: Vec<_> = [100, 91, 89, 1]
-            .map(|days| rec(AuditEvent::AclChange, "alpha", TimeDelta::days(days)))
-            .into();
-        store.insert_audit(&records).await.expect("insert");
-        assert_eq!(prune_once(&store, 90, now).await.expect("prune"), 2);
-        assert_eq!(
-            store.audit(None, i64::MIN, 10).await.expect("query"),
-            records[2..]
-        );
-        assert_eq!(
-            prune_once(&store, u32::MAX, now).await.expect("huge age"),
-            0
-        );
-    }
-}
+mod tests;

@@ -59,7 +59,7 @@ impl Manager {
         let policy = change.policy.unwrap_or(graphics.connected);
         graphics.passwd = change.password.clone();
         graphics.passwd_valid_to = change.valid_to;
-        def.validate()
+        def.validate_stored()
             .map_err(|e| CoreError::InvalidRequest(e.to_string()))?;
 
         let running = slot

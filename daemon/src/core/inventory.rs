@@ -1,6 +1,7 @@
 //! The inventory of defined domains and the definition operations: define (create or
-//! update), undefine, lookup by name, UUID or id, list, autostart. Definitions are written
-//! to the store before memory changes, so a failed write leaves everything as it was.
+//! update), undefine, lookup by id, UUID or name (in that order, as virsh), list, autostart.
+//! Definitions are written to the store before memory changes, so a failed write leaves
+//! everything as it was.
 //!
 //! Locking: `domains` (a std RwLock, never held across an await) maps names and UUIDs to
 //! slots; `define_lock` serializes changes to that map; each slot's `op` lock serializes the
@@ -204,13 +205,14 @@ impl Manager {
         let mut inventory = Inventory::default();
         let mut acls = store.all_acl_rules().await?;
         for rec in store.domains().await? {
-            let def = DomainDef::parse(&rec.definition, &format!("stored domain {}", rec.name))
-                .map_err(|e| {
-                    CoreError::InvalidDefinition(format!(
-                        "The stored definition of '{}' no longer parses: {e}",
-                        rec.name
-                    ))
-                })?;
+            let source = format!("stored domain {}", rec.name);
+            let def = DomainDef::parse_stored(&rec.definition, &source).map_err(|e| {
+                CoreError::InvalidDefinition(format!(
+                    "The stored definition of '{}' no longer parses: {e}",
+                    rec.name
+                ))
+            })?;
+            warn_reserved_name(&def.name, rec.uuid);
             inventory.by_name.insert(rec.name.clone(), rec.uuid);
             let acl = acls.remove(&rec.uuid).unwrap_or_default();
             inventory.by_uuid.insert(
@@ -251,23 +253,26 @@ impl Manager {
         self.domains.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Finds a domain by name, then UUID, then the id of its current run.
+    /// Finds a domain by the id of its current run, then by UUID, then by name, in virsh's
+    /// order: a domain whose name looks like another's id or UUID (allowed before define
+    /// refused such names) cannot take over commands meant for that other domain.
     pub(super) fn resolve(&self, key: &str) -> Result<Arc<Slot>, CoreError> {
         let inv = self.inventory();
         let by_uuid = |uuid: &Uuid| inv.by_uuid.get(uuid).cloned();
-        if let Some(slot) = inv.by_name.get(key).and_then(by_uuid) {
-            return Ok(slot);
-        }
-        if let Some(slot) = Uuid::parse_str(key).ok().as_ref().and_then(by_uuid) {
-            return Ok(slot);
-        }
-        if let Ok(id) = key.parse::<u32>()
+        if key.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(id) = key.parse::<u32>()
             && let Some(slot) = inv
                 .by_uuid
                 .values()
                 .find(|s| s.data().run.as_ref().is_some_and(|r| r.id == id))
         {
             return Ok(slot.clone());
+        }
+        if let Some(slot) = Uuid::parse_str(key).ok().as_ref().and_then(by_uuid) {
+            return Ok(slot);
+        }
+        if let Some(slot) = inv.by_name.get(key).and_then(by_uuid) {
+            return Ok(slot);
         }
         Err(CoreError::NoDomain(key.to_owned()))
     }
@@ -302,7 +307,10 @@ impl Manager {
     }
 
     /// Creates a domain, or updates the one with the same name and UUID (a running guest
-    /// picks the change up at its next start). Returns the domain and whether it is new.
+    /// picks the change up at its next start). A definition never renames a domain, except
+    /// one whose name define now refuses (all digits, or a UUID): given its UUID and a new
+    /// name, that shut-off domain takes the new name and keeps its UUID, ACL and autostart.
+    /// Returns the domain and whether it is new.
     pub async fn define(&self, text: &str, source: &str) -> Result<(DomainView, bool), CoreError> {
         let mut def = DomainDef::parse(text, source)
             .map_err(|e| CoreError::InvalidDefinition(e.to_string()))?;
@@ -322,7 +330,7 @@ impl Manager {
                 self.store
                     .upsert_domain(&record(existing, &def, false))
                     .await?;
-                let slot = self.resolve(&def.name)?;
+                let slot = self.slot(existing)?;
                 slot.data().def = def;
                 let view = slot.view();
                 self.events
@@ -333,6 +341,13 @@ impl Manager {
                 name: def.name,
                 uuid: existing,
             }),
+            (None, Some(given))
+                if owner_of_uuid
+                    .as_deref()
+                    .is_some_and(|old| DomainDef::reserved_name(old).is_some()) =>
+            {
+                self.rename_reserved(given, def).await
+            }
             (None, Some(given)) if owner_of_uuid.is_some() => Err(CoreError::UuidTaken {
                 uuid: given,
                 name: owner_of_uuid.unwrap_or_default(),
@@ -351,6 +366,42 @@ impl Manager {
                 Ok((slot.view(), true))
             }
         }
+    }
+
+    /// Gives the shut-off domain `uuid`, whose name define now refuses, the name `def`
+    /// gives it (`define` holds the define lock).
+    async fn rename_reserved(
+        &self,
+        uuid: Uuid,
+        def: DomainDef,
+    ) -> Result<(DomainView, bool), CoreError> {
+        let slot = self.slot(uuid)?;
+        slot.check(Operation::Rename)?;
+        let (old, autostart) = {
+            let d = slot.data();
+            (d.def.name.clone(), d.autostart)
+        };
+        self.store
+            .upsert_domain(&record(uuid, &def, autostart))
+            .await?;
+        let new = def.name.clone();
+        slot.data().def = def;
+        let mut inv = self.inventory_mut();
+        inv.by_name.remove(&old);
+        inv.by_name.insert(new.clone(), uuid);
+        drop(inv);
+        tracing::info!(domain = %new, %uuid, "renamed from '{old}'");
+        self.events
+            .publish(&new, uuid, EventKind::Defined, "Renamed");
+        Ok((slot.view(), false))
+    }
+
+    fn slot(&self, uuid: Uuid) -> Result<Arc<Slot>, CoreError> {
+        self.inventory()
+            .by_uuid
+            .get(&uuid)
+            .cloned()
+            .ok_or_else(|| CoreError::NoDomain(uuid.to_string()))
     }
 
     /// Removes a shut-off domain's definition.
@@ -414,6 +465,23 @@ impl Manager {
             check_socket_path(path).map_err(|e| CoreError::InvalidDefinition(e.to_string()))?;
         }
         Ok(())
+    }
+}
+
+/// Names a stored domain whose name define now refuses, with the way out: until it is
+/// renamed, commands given its name reach another domain with that id or UUID if one
+/// exists, and its own UUID always reaches it.
+fn warn_reserved_name(name: &str, uuid: Uuid) {
+    if let Some(why) = DomainDef::reserved_name(name) {
+        tracing::warn!(
+            domain = %name,
+            %uuid,
+            "Domain '{name}': the name {why}. Until it is renamed, commands given '{name}' \
+             reach a running domain with that id or a domain with that UUID first; its UUID \
+             {uuid} always reaches it. To rename it, shut it off, then: vmgate dumpconf \
+             --security-info {uuid} > dom.toml; set a new name in dom.toml, keeping its uuid \
+             line; vmgate define dom.toml"
+        );
     }
 }
 

@@ -96,7 +96,7 @@ impl Manager {
 
 /// The definition a run was started with; None (and a warning) if it no longer parses.
 fn run_definition(run: &RunRecord, name: &str) -> Option<DomainDef> {
-    match DomainDef::parse(&run.definition, &format!("run record of {name}")) {
+    match DomainDef::parse_stored(&run.definition, &format!("run record of {name}")) {
         Ok(def) => Some(def),
         Err(e) => {
             tracing::warn!(domain = %name, "the run record's definition does not parse: {e}");

@@ -23,6 +23,9 @@ pub enum Operation {
     Suspend,
     Resume,
     Undefine,
+    /// A definition giving a new name with the UUID of a domain whose old name `define`
+    /// now refuses (all digits, or a UUID).
+    Rename,
 }
 
 impl DomainState {
@@ -35,7 +38,7 @@ impl DomainState {
         use DomainState::*;
         use Operation::*;
         match op {
-            Start | Undefine => self == ShutOff,
+            Start | Undefine | Rename => self == ShutOff,
             Shutdown | Reboot | Suspend => self == Running,
             Resume => self == Paused,
             Destroy | Reset => self.is_active(),
@@ -51,7 +54,7 @@ impl DomainState {
             (Paused, Shutdown | Reboot | Suspend) => "resume it first",
             (Running, Resume) => "it is not paused",
             (_, Start) => "it is already active",
-            (_, Undefine) => "stop it first (vmgate destroy or shutdown)",
+            (_, Undefine | Rename) => "stop it first (vmgate destroy or shutdown)",
             _ => "check its state with vmgate domstate",
         }
     }
@@ -78,6 +81,7 @@ impl fmt::Display for Operation {
             Operation::Suspend => "suspend",
             Operation::Resume => "resume",
             Operation::Undefine => "undefine",
+            Operation::Rename => "rename",
         })
     }
 }
@@ -122,13 +126,13 @@ mod tests {
     fn guards_follow_the_libvirt_state_machine() {
         let allowed = |s: DomainState| {
             [
-                Start, Shutdown, Destroy, Reboot, Reset, Suspend, Resume, Undefine,
+                Start, Shutdown, Destroy, Reboot, Reset, Suspend, Resume, Undefine, Rename,
             ]
             .into_iter()
             .filter(|op| s.allows(*op))
             .collect::<Vec<_>>()
         };
-        assert_eq!(allowed(ShutOff), vec![Start, Undefine]);
+        assert_eq!(allowed(ShutOff), vec![Start, Undefine, Rename]);
         assert_eq!(
             allowed(Running),
             vec![Shutdown, Destroy, Reboot, Reset, Suspend]

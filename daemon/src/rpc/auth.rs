@@ -61,13 +61,18 @@ fn reply(step: Step, login: &ConnLogin) -> pb::SaslReply {
     }
 }
 
-/// Runs `f` on the blocking pool.
+/// Runs `f` on the blocking pool. A step that never returned (a panic the SASL layer did
+/// not catch) is a failed login to the client, which learns nothing of the cause; the
+/// connection's login counts it (see `ConnLogin::step`).
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, LoginError> + Send + 'static,
 ) -> Result<T, Status> {
     match tokio::task::spawn_blocking(f).await {
         Ok(result) => result.map_err(status),
-        Err(e) => Err(Status::internal(format!("login step failed: {e}"))),
+        Err(e) => {
+            tracing::error!("an API login step ended abnormally: {e}");
+            Err(status(LoginError::Sasl(SaslError::Failed)))
+        }
     }
 }
 

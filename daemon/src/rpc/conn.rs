@@ -1,7 +1,8 @@
 //! One accepted API connection, whatever transport it came by: the byte stream, the `Peer`
 //! the transport established (the server puts it in every request's extensions for the
-//! auth layer), and the `max_clients` slot it holds until it closes. The UNIX, TLS and TCP
-//! listeners all feed these to the one server.
+//! auth layer), the `max_clients` slot it holds until it closes, and while it is not yet
+//! authenticated its place among the `max_anonymous_clients` (whose idleness its reads
+//! stamp). The UNIX, TLS and TCP listeners all feed these to the one server.
 
 use std::{
     io,
@@ -12,13 +13,16 @@ use std::{
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
-    sync::OwnedSemaphorePermit,
 };
 use tokio_rustls::server::TlsStream;
 use vmgate_proto::read_wake::ReadWakeStream;
 
 use std::sync::Arc;
 
+use super::{
+    accept::ReserveSpent,
+    admission::{Activity, ClientSlot, Unauthenticated},
+};
 use crate::auth::{Peer, access::ConnPolkit, login::ConnLogin};
 
 /// The stream under a connection.
@@ -48,18 +52,52 @@ pub struct ApiConn {
     peer: Peer,
     login: Option<Arc<ConnLogin>>,
     polkit: Option<Arc<ConnPolkit>>,
-    _slot: OwnedSemaphorePermit,
+    unauthenticated: Option<Unauthenticated>,
+    /// Stamped by reads until the connection authenticates.
+    activity: Option<Activity>,
+    _slot: ClientSlot,
+    _reserve: Option<ReserveSpent>,
 }
 
 impl ApiConn {
-    pub fn new(stream: ApiStream, peer: Peer, slot: OwnedSemaphorePermit) -> ApiConn {
+    pub fn new(stream: ApiStream, peer: Peer, slot: ClientSlot) -> ApiConn {
         ApiConn {
             stream,
             peer,
             login: None,
             polkit: None,
+            unauthenticated: None,
+            activity: None,
             _slot: slot,
+            _reserve: None,
         }
+    }
+
+    /// Marks a connection served on the descriptor reserve, refilled when it closes.
+    pub fn spending(mut self, reserve: Option<ReserveSpent>) -> ApiConn {
+        self._reserve = reserve;
+        self
+    }
+
+    /// Counts the connection as unauthenticated until it logs in or closes.
+    pub fn set_unauthenticated(&mut self, unauthenticated: Unauthenticated) {
+        self.activity = Some(unauthenticated.activity());
+        self.unauthenticated = Some(unauthenticated);
+    }
+
+    pub fn is_unauthenticated(&self) -> bool {
+        self.unauthenticated.is_some()
+    }
+
+    /// Its transport authenticated it, and no login follows.
+    pub fn authenticated(&mut self) {
+        self.unauthenticated = None;
+        self.activity = None;
+    }
+
+    /// The guard the server holds until the login succeeds; reads keep stamping activity.
+    pub fn take_unauthenticated(&mut self) -> Option<Unauthenticated> {
+        self.unauthenticated.take()
     }
 
     pub fn peer(&self) -> &Peer {
@@ -112,7 +150,14 @@ impl AsyncRead for ApiConn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        delegate!(self, s => s.poll_read(cx, buf))
+        let before = buf.filled().len();
+        let read = delegate!(self, s => s.poll_read(cx, buf));
+        if let Some(activity) = &self.activity
+            && buf.filled().len() > before
+        {
+            activity.touch();
+        }
+        read
     }
 }
 

@@ -5,6 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use tonic::{Request, Response, Status};
+use vmgate_config::limits::MAX_DEFINITION_BYTES;
 use vmgate_proto::v1::{self as pb, domain_server::Domain};
 
 use super::{
@@ -18,9 +19,6 @@ use crate::{
     core::{GuestAction, Manager, ShutdownWait},
     shutdown::Shutdown,
 };
-
-/// The largest definition `define` accepts; real ones are a few hundred bytes.
-const MAX_DEFINITION_BYTES: usize = 1 << 20;
 
 /// How long `shutdown --wait` waits when the caller gives no timeout.
 const DEFAULT_SHUTDOWN_WAIT: Duration = Duration::from_secs(120);

@@ -1,8 +1,10 @@
 //! Serves one API connection with the h2 crate directly: the HTTP/2 handshake (with a
 //! deadline for the client's preface), one task per call that hands the request to the
 //! gRPC services and sends their answer back within the client's flow-control window,
-//! keepalive probes (HTTP/2 PING) that close the connection of a client gone silent, and
-//! a graceful close at shutdown (GOAWAY, then the calls in flight finish).
+//! keepalive probes (HTTP/2 PING) that close the connection of a client gone silent, the
+//! end of a connection still unauthenticated when it is evicted or its login deadline
+//! passes (see `admission`), and a graceful close at shutdown (GOAWAY, then the calls in
+//! flight finish).
 //!
 //! This is the part of hyper's server that gRPC uses, without hyper: no protocol
 //! detection, no per-stream body channel, no router in front of the five services. On the
@@ -30,7 +32,10 @@ use tonic::body::Body;
 use tower::{Service, ServiceExt};
 use vmgate_proto::h2_body::H2Body;
 
-use super::conn::{ApiConn, ConnInfo};
+use super::{
+    admission::Unauthenticated,
+    conn::{ApiConn, ConnInfo},
+};
 
 /// How long a client has to send the HTTP/2 preface once connected.
 const PREFACE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -88,12 +93,14 @@ pub struct Keepalive {
 /// Serves `conn` until the client closes it or stops answering keepalive probes, or until
 /// `stop` and the calls in flight have finished.
 pub async fn serve_connection(
-    conn: ApiConn,
+    mut conn: ApiConn,
     calls: impl Calls,
     limits: Limits,
     stop: CancellationToken,
 ) {
     let info = conn.info();
+    // Held until the connection has logged in; None when its transport authenticated it.
+    let mut unauthenticated = conn.take_unauthenticated();
     let handshake = server::Builder::new()
         .max_concurrent_streams(limits.max_streams)
         .initial_window_size(STREAM_WINDOW)
@@ -103,6 +110,10 @@ pub async fn serve_connection(
     let handshake = tokio::select! {
         done = tokio::time::timeout(PREFACE_TIMEOUT, handshake) => done,
         _ = stop.cancelled() => return,
+        why = unwelcome(unauthenticated.as_ref()) => {
+            log_unwelcome(&info, why);
+            return;
+        }
     };
     let mut connection = match handshake {
         Ok(Ok(connection)) => connection,
@@ -136,7 +147,18 @@ pub async fn serve_connection(
             }
             Some(ended) = in_flight.join_next(), if !in_flight.is_empty() => {
                 log_panic(ended, "an API call");
+                if unauthenticated.is_some() && logged_in(&info) {
+                    unauthenticated = None;
+                }
                 continue;
+            }
+            why = unwelcome(unauthenticated.as_ref()) => {
+                if why == Unwelcome::LoginDeadline && logged_in(&info) {
+                    unauthenticated = None;
+                    continue;
+                }
+                log_unwelcome(&info, why);
+                break;
             }
             _ = stop.cancelled(), if !closing => {
                 // GOAWAY: no new calls; accept() ends once those in flight are answered.
@@ -156,6 +178,47 @@ pub async fn serve_connection(
             None => break,
         }
     }
+}
+
+/// Why an unauthenticated connection must go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unwelcome {
+    /// Closed to make room for another (`max_anonymous_clients`).
+    Evicted,
+    /// `auth_timeout_secs` passed without a login.
+    LoginDeadline,
+}
+
+/// Resolves when the connection `unauthenticated` stands for must close; never for one
+/// that is authenticated (None).
+async fn unwelcome(unauthenticated: Option<&Unauthenticated>) -> Unwelcome {
+    let Some(pending) = unauthenticated else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = pending.evicted() => Unwelcome::Evicted,
+        _ = tokio::time::sleep_until(pending.login_deadline()) => Unwelcome::LoginDeadline,
+    }
+}
+
+fn log_unwelcome(info: &ConnInfo, why: Unwelcome) {
+    match why {
+        Unwelcome::Evicted => tracing::debug!(
+            peer = ?info.peer,
+            "closing an unauthenticated API connection to make room (max_anonymous_clients)"
+        ),
+        Unwelcome::LoginDeadline => tracing::info!(
+            peer = ?info.peer,
+            "closing an API connection that did not log in within auth_timeout_secs"
+        ),
+    }
+}
+
+/// Whether the connection's required login has succeeded.
+fn logged_in(info: &ConnInfo) -> bool {
+    info.login
+        .as_ref()
+        .is_some_and(|login| login.user().is_some())
 }
 
 /// Resolves once the client has left a probe unanswered for `count` intervals; a client
@@ -337,6 +400,8 @@ mod tests {
     use h2::client::SendRequest;
     use http_body::Frame;
     use tokio::{net::UnixStream, sync::Semaphore};
+
+    use crate::rpc::admission::ClientSlot;
     use vmgate_proto::read_wake::ReadWakeStream;
 
     use super::*;
@@ -426,11 +491,8 @@ mod tests {
             pid_start_time: None,
             readonly: false,
         });
-        let slot = Arc::new(Semaphore::new(1))
-            .try_acquire_owned()
-            .expect("slot");
         let stream = ApiStream::Unix(ReadWakeStream::new(server).expect("register"));
-        let conn = ApiConn::new(stream, peer, slot);
+        let conn = ApiConn::new(stream, peer, ClientSlot::uncounted());
         let served = tokio::spawn(serve_connection(conn, calls, limits, stop));
         client.set_nonblocking(true).expect("nonblocking");
         (UnixStream::from_std(client).expect("client"), served)

@@ -1,7 +1,8 @@
 //! The UNIX socket listeners: safe removal of stale sockets (refusing when another daemon
 //! is live on one), modes and group from the config, peer credentials at accept, and the
-//! `max_clients` bound shared by every listener (TLS included). Accepted connections go to
-//! one channel that the gRPC server reads. Sockets systemd passed (`systemd::activation`)
+//! `max_clients` bound shared by every listener (TLS included), of which the read-write
+//! socket alone may use the reserve (see `admission`). Accepted connections go to one
+//! channel that the gRPC server reads. Sockets systemd passed (`systemd::activation`)
 //! are served as they are: no mode, group or stale-socket handling, and never unlinked.
 
 use std::{
@@ -14,12 +15,15 @@ use std::{
 
 use tokio::{
     net::{UnixListener, UnixStream},
-    sync::{Semaphore, mpsc},
+    sync::mpsc,
 };
 use tokio_util::sync::CancellationToken;
 use vmgate_proto::read_wake::ReadWakeStream;
 
-use super::conn::{ApiConn, ApiStream};
+use super::{
+    accept::{Entrance, OutOfFds},
+    conn::{ApiConn, ApiStream},
+};
 use crate::auth::{Peer, UnixPeer};
 
 #[derive(Debug, thiserror::Error)]
@@ -236,31 +240,37 @@ fn remove_stale(path: &Path) -> Result<(), ListenError> {
     }
 }
 
-/// Accepts on `socket` until `stop`, sending connections to `out`. Over `clients`' limit a
-/// connection is closed at once, as libvirtd drops clients over max_clients.
+/// Accepts on `socket` until `stop`, sending connections to `out`. A client over
+/// `max_clients` is told so and closed, as libvirtd drops clients over max_clients.
 pub async fn accept_loop(
     socket: BoundSocket,
-    clients: Arc<Semaphore>,
+    entrance: Arc<Entrance>,
     out: mpsc::Sender<ApiConn>,
     stop: CancellationToken,
 ) {
+    let readonly = socket.spec.readonly;
+    let acceptor = entrance.acceptor(
+        format!("API socket {}", socket.spec.path.display()),
+        if readonly {
+            OutOfFds::Shed
+        } else {
+            OutOfFds::Serve
+        },
+    );
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
-            accepted = socket.listener.accept() => accepted,
+            accepted = acceptor.next(&socket.listener) => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(path = %socket.spec.path.display(), "accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let stream = accepted.stream;
+        let slot = match entrance.admission.client_slot(!readonly) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                entrance
+                    .refusals
+                    .refuse(refusal, async move { Some(stream) });
                 continue;
             }
-        };
-        let Ok(slot) = clients.clone().try_acquire_owned() else {
-            tracing::warn!("too many clients (max_clients); dropping a connection");
-            continue;
         };
         let peer = match peer_of(&stream, socket.spec.readonly) {
             Ok(peer) => peer,
@@ -277,7 +287,8 @@ pub async fn accept_loop(
             }
         };
         tracing::debug!(uid = peer.uid, pid = ?peer.pid, readonly = peer.readonly, "client connected");
-        let conn = ApiConn::new(ApiStream::Unix(stream), Peer::Unix(peer), slot);
+        let conn = ApiConn::new(ApiStream::Unix(stream), Peer::Unix(peer), slot)
+            .spending(accepted.reserve);
         if out.send(conn).await.is_err() {
             break;
         }

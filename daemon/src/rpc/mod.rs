@@ -1,12 +1,14 @@
 //! Transport only: the listeners (UNIX sockets in `listen`, TLS in `tls_listen`, plain
-//! TCP in `tcp_listen`, all yielding `conn::ApiConn`s to `serve`, which marks the
-//! connections that must log in with SASL first and serves each over HTTP/2 in
-//! `h2_server`), the dispatch to the services (`router`), one file per gRPC service (with
+//! TCP in `tcp_listen`, sharing the client limits of `admission` and the accept helpers of
+//! `accept`, all yielding `conn::ApiConn`s to `serve`, which marks the connections that
+//! must log in with SASL first and serves each over HTTP/2 in `h2_server`), the dispatch to the services (`router`), one file per gRPC service (with
 //! the event relay behind `Domain.Events` in `events`), the error -> status mapping and the
 //! wire conversions. Nothing here touches the store, the driver or the filesystem beyond
 //! the sockets themselves (TLS files are read by `tls`).
 
+pub mod accept;
 mod admin;
+pub mod admission;
 mod auth;
 pub mod conn;
 mod console;
@@ -24,10 +26,7 @@ mod users;
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::{
-    sync::{Semaphore, mpsc},
-    task::JoinSet,
-};
+use tokio::{sync::mpsc, task::JoinSet};
 use tower::Layer;
 use vmgate_proto::v1::{
     admin_server::AdminServer, console_server::ConsoleServer, domain_server::DomainServer,
@@ -44,6 +43,8 @@ use crate::{
     reload::Reloader,
     shutdown::Shutdown,
 };
+use accept::Entrance;
+use admission::{Admission, Source};
 use listen::BoundSocket;
 use tls_listen::TlsListener;
 
@@ -55,10 +56,14 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ClientLimits {
     /// Connections at once over every socket (`max_clients`).
     pub max_clients: usize,
+    /// Of those, the ones only the read-write socket may take (`max_clients_rw_reserve`).
+    pub max_clients_rw_reserve: usize,
     /// Calls in flight at once on one connection (`max_client_requests`).
     pub max_client_requests: u32,
-    /// TLS handshakes in flight at once (`max_anonymous_clients`).
+    /// Connections not yet authenticated at once (`max_anonymous_clients`).
     pub max_anonymous_clients: usize,
+    /// How long a connection that must log in has to do it (`auth_timeout_secs`).
+    pub auth_timeout: Duration,
     /// Probes for clients that went away without closing (`keepalive_*`); None when off.
     pub keepalive: Option<h2_server::Keepalive>,
 }
@@ -101,22 +106,22 @@ pub async fn serve(
     shutdown: &Shutdown,
 ) {
     let (conns, mut incoming) = mpsc::channel(64);
-    let clients = Arc::new(Semaphore::new(limits.max_clients));
+    let admission = Admission::new(
+        limits.max_clients,
+        limits.max_clients_rw_reserve,
+        limits.max_anonymous_clients,
+        limits.auth_timeout,
+    );
+    let entrance = Arc::new(Entrance::new(admission, shutdown.child_token()));
     if let Some(tls) = listeners.tls {
-        tls_listen::spawn_accept_loops(
-            tls,
-            clients.clone(),
-            limits.max_anonymous_clients,
-            conns.clone(),
-            shutdown,
-        );
+        tls_listen::spawn_accept_loops(tls, entrance.clone(), conns.clone(), shutdown);
     }
-    tcp_listen::spawn_accept_loops(listeners.tcp, clients.clone(), conns.clone(), shutdown);
+    tcp_listen::spawn_accept_loops(listeners.tcp, entrance.clone(), conns.clone(), shutdown);
     for socket in listeners.unix {
         let stop = shutdown.child_token();
         shutdown.spawn(listen::accept_loop(
             socket,
-            clients.clone(),
+            entrance.clone(),
             conns.clone(),
             stop,
         ));
@@ -138,12 +143,20 @@ pub async fn serve(
             }
             _ = stop.cancelled() => break,
         };
-        if let Some(login) = listeners
+        match listeners
             .logins
             .as_ref()
             .and_then(|l| l.for_peer(conn.peer()))
         {
-            conn.require_login(login);
+            Some(login) => {
+                conn.require_login(login);
+                // A TLS connection is counted from its handshake on.
+                if !conn.is_unauthenticated() {
+                    let source = Source::of(conn.peer());
+                    conn.set_unauthenticated(entrance.admission.unauthenticated(source));
+                }
+            }
+            None => conn.authenticated(),
         }
         if let Some(check) = listeners
             .polkit_sockets

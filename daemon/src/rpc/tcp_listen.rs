@@ -1,16 +1,15 @@
 //! The plain TCP listener (`listen_tcp`, `tcp_port`, libvirt's 16509): connections whose
 //! peer is only an address, usable once they log in with SASL (`auth_tcp = "sasl"`; the
-//! config check refuses `auth_tcp = "none"` with `listen_tcp`). Also the address binding
-//! the TLS listener shares, and the adoption of TCP sockets systemd passed.
+//! config check refuses `auth_tcp = "none"` with `listen_tcp`). Until they do they count
+//! against `max_anonymous_clients` (see `admission`; the server registers them). Also the
+//! address binding the TLS listener shares, and the adoption of TCP sockets systemd passed.
 
 use std::{io, net::SocketAddr, sync::Arc};
 
-use tokio::{
-    net::TcpListener,
-    sync::{Semaphore, mpsc},
-};
+use tokio::{net::TcpListener, sync::mpsc};
 
 use super::{
+    accept::{Entrance, OutOfFds},
     conn::{ApiConn, ApiStream},
     listen::ListenError,
 };
@@ -94,35 +93,38 @@ async fn bind_one(addr: SocketAddr) -> Result<TcpListener, ListenError> {
         .map_err(|source| ListenError::Tcp { addr, source })
 }
 
-/// Accepts on every listener until shutdown, sending connections to `out`; over
-/// `clients`' limit a connection is closed at once.
+/// Accepts on every listener until shutdown, sending connections to `out`; a client over
+/// `max_clients` is told so and closed.
 pub fn spawn_accept_loops(
     listeners: Vec<TcpListener>,
-    clients: Arc<Semaphore>,
+    entrance: Arc<Entrance>,
     out: mpsc::Sender<ApiConn>,
     shutdown: &Shutdown,
 ) {
     for listener in listeners {
-        let (clients, out, stop) = (clients.clone(), out.clone(), shutdown.child_token());
+        let (entrance, out, stop) = (entrance.clone(), out.clone(), shutdown.child_token());
+        let name = match listener.local_addr() {
+            Ok(addr) => format!("TCP listener {addr}"),
+            Err(_) => "TCP listener".to_owned(),
+        };
         shutdown.spawn(async move {
+            let acceptor = entrance.acceptor(name, OutOfFds::Shed);
             loop {
                 let accepted = tokio::select! {
                     _ = stop.cancelled() => break,
-                    accepted = listener.accept() => accepted,
+                    accepted = acceptor.next(&listener) => accepted,
                 };
-                let (stream, addr) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::warn!("TCP accept failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                let (stream, addr) = (accepted.stream, accepted.addr);
+                let _ = stream.set_nodelay(true);
+                let slot = match entrance.admission.client_slot(false) {
+                    Ok(slot) => slot,
+                    Err(refusal) => {
+                        entrance
+                            .refusals
+                            .refuse(refusal, async move { Some(stream) });
                         continue;
                     }
                 };
-                let Ok(slot) = clients.clone().try_acquire_owned() else {
-                    tracing::warn!("too many clients (max_clients); dropping a connection");
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
                 let conn = ApiConn::new(ApiStream::Tcp(stream), Peer::Tcp { addr }, slot);
                 if out.send(conn).await.is_err() {
                     break;

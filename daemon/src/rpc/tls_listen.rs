@@ -1,8 +1,13 @@
 //! The API's TLS listener (`listen_tls`): binds `listen_addr`:`tls_port` (or serves the
 //! `vmgate-tls` sockets systemd passed), accepts TCP, runs the rustls handshake in a task
-//! per connection (bounded by `max_anonymous_clients` and a timeout), and hands the streams
-//! of verified clients to the same gRPC server as the UNIX sockets, counted against the
-//! same `max_clients`.
+//! per connection, and hands the streams of verified clients to the same gRPC server as
+//! the UNIX sockets, counted against the same `max_clients`.
+//!
+//! A handshake in progress is an unauthenticated connection (see `admission`): the loop
+//! never stops accepting, and over `max_anonymous_clients` the oldest idle handshake of
+//! the busiest address is closed. A client must send its first byte (the ClientHello)
+//! within [`FIRST_BYTE_TIMEOUT`] and finish within [`HANDSHAKE_TIMEOUT`], so sockets that
+//! connect and say nothing (slowloris) cannot keep others waiting.
 //!
 //! Client certificates are verified inside the handshake (CA, CRL, `tls_allowed_dn_list`;
 //! see `tls`), so a refused client gets a TLS alert that says why, and the daemon logs the
@@ -14,13 +19,15 @@ use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 use rustls::{CertificateError, ServerConfig};
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
+    sync::mpsc,
 };
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use vmgate_config::DaemonConfig;
 
 use super::{
+    accept::{Entrance, OutOfFds},
+    admission::{ClientSlot, Source, Unauthenticated},
     conn::{ApiConn, ApiStream},
     listen::ListenError,
     tcp_listen,
@@ -34,6 +41,10 @@ use crate::{
 
 /// How long a client gets to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a client gets to send its first byte, the start of its ClientHello: a TLS
+/// client sends it as soon as it connects.
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a refused client may keep sending before the daemon closes (see [`linger`]).
 const LINGER: Duration = Duration::from_secs(2);
@@ -121,17 +132,14 @@ pub async fn bind_or_adopt(
 /// Accepts on every socket of `listener` until `stop`, sending verified connections to `out`.
 pub fn spawn_accept_loops(
     listener: TlsListener,
-    clients: Arc<Semaphore>,
-    max_handshakes: usize,
+    entrance: Arc<Entrance>,
     out: mpsc::Sender<ApiConn>,
     shutdown: &Shutdown,
 ) {
-    let handshakes = Arc::new(Semaphore::new(max_handshakes));
     for socket in listener.listeners {
         let ctx = Accepting {
             config: listener.config.clone(),
-            clients: clients.clone(),
-            handshakes: handshakes.clone(),
+            entrance: entrance.clone(),
             out: out.clone(),
             stop: shutdown.child_token(),
             shutdown: shutdown.clone(),
@@ -144,66 +152,99 @@ pub fn spawn_accept_loops(
 #[derive(Clone)]
 struct Accepting {
     config: Arc<ReloadableServerConfig>,
-    clients: Arc<Semaphore>,
-    /// Handshakes in flight (`max_anonymous_clients`).
-    handshakes: Arc<Semaphore>,
+    entrance: Arc<Entrance>,
     out: mpsc::Sender<ApiConn>,
     stop: CancellationToken,
     shutdown: Shutdown,
 }
 
 async fn accept_loop(socket: TcpListener, ctx: Accepting) {
+    let name = match socket.local_addr() {
+        Ok(addr) => format!("TLS listener {addr}"),
+        Err(_) => "TLS listener".to_owned(),
+    };
+    let acceptor = ctx.entrance.acceptor(name, OutOfFds::Shed);
     loop {
-        // As libvirtd: while max_anonymous_clients handshakes are in flight, stop accepting
-        // and let new connections wait in the kernel's backlog.
-        let handshake = tokio::select! {
-            _ = ctx.stop.cancelled() => break,
-            permit = ctx.handshakes.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let accepted = tokio::select! {
             _ = ctx.stop.cancelled() => break,
-            accepted = socket.accept() => accepted,
+            accepted = acceptor.next(&socket) => accepted,
         };
-        let (stream, addr) = match accepted {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::warn!("TLS listener: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+        let (stream, addr) = (accepted.stream, accepted.addr);
+        // gRPC sends small frames and waits for answers: do not let Nagle hold them back.
+        let _ = stream.set_nodelay(true);
+        let slot = match ctx.entrance.admission.client_slot(false) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                let acceptor = TlsAcceptor::from(ctx.config.current());
+                let handshake = async move {
+                    first_byte(&stream).await.ok()?;
+                    acceptor.accept(stream).await.ok()
+                };
+                ctx.entrance.refusals.refuse(refusal, handshake);
                 continue;
             }
         };
-        let Ok(slot) = ctx.clients.clone().try_acquire_owned() else {
-            tracing::warn!(peer = %addr, "too many clients (max_clients); dropping a TLS connection");
-            continue;
-        };
-        let task = handshake_task(stream, addr, slot, handshake, ctx.clone());
+        let pending = ctx
+            .entrance
+            .admission
+            .unauthenticated(Source::Ip(addr.ip().to_canonical()));
+        let task = handshake_task(stream, addr, slot, pending, ctx.clone());
         ctx.shutdown.spawn(task);
+    }
+}
+
+/// Why a client sent no ClientHello.
+enum Silent {
+    Timeout,
+    Closed,
+}
+
+/// Waits for the client's first byte, for at most [`FIRST_BYTE_TIMEOUT`].
+async fn first_byte(stream: &TcpStream) -> Result<(), Silent> {
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut byte)).await {
+        Ok(Ok(1..)) => Ok(()),
+        Ok(_) => Err(Silent::Closed),
+        Err(_) => Err(Silent::Timeout),
     }
 }
 
 async fn handshake_task(
     stream: TcpStream,
     addr: SocketAddr,
-    slot: OwnedSemaphorePermit,
-    handshake: OwnedSemaphorePermit,
+    slot: ClientSlot,
+    pending: Unauthenticated,
     ctx: Accepting,
 ) {
-    // gRPC sends small frames and waits for answers: do not let Nagle hold them back.
-    let _ = stream.set_nodelay(true);
     let acceptor = TlsAcceptor::from(ctx.config.current());
-    let accept = acceptor.accept(stream).into_fallible();
+    let activity = pending.activity();
+    let handshake = async move {
+        first_byte(&stream).await?;
+        activity.touch();
+        Ok(acceptor.accept(stream).into_fallible().await)
+    };
     let result = tokio::select! {
         _ = ctx.stop.cancelled() => return,
-        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, accept) => r,
+        _ = pending.evicted() => {
+            tracing::debug!(peer = %addr, "TLS client dropped to make room (max_anonymous_clients)");
+            return;
+        }
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake) => r,
     };
-    drop(handshake);
     let tls = match result {
-        Ok(Ok(tls)) => tls,
-        Ok(Err((e, tcp))) => {
+        Ok(Ok(Ok(tls))) => tls,
+        Ok(Err(Silent::Closed)) => return,
+        Ok(Err(Silent::Timeout)) => {
+            tracing::debug!(
+                peer = %addr,
+                "TLS client dropped: it sent nothing within {} s",
+                FIRST_BYTE_TIMEOUT.as_secs()
+            );
+            return;
+        }
+        Ok(Ok(Err((e, tcp)))) => {
             log_refusal(addr, &e);
+            drop(pending);
             tokio::select! {
                 _ = ctx.stop.cancelled() => {}
                 _ = linger(tcp) => {}
@@ -223,7 +264,9 @@ async fn handshake_task(
     let dn = tls::peer_dn(tls.get_ref().1.peer_certificates());
     tracing::info!(peer = %addr, dn = dn.as_deref().unwrap_or("-"), "TLS client connected");
     let peer = Peer::Tls { addr, dn };
-    let conn = ApiConn::new(ApiStream::Tls(Box::new(tls)), peer, slot);
+    let mut conn = ApiConn::new(ApiStream::Tls(Box::new(tls)), peer, slot);
+    // Still unauthenticated if a SASL login follows; the server decides.
+    conn.set_unauthenticated(pending);
     let _ = ctx.out.send(conn).await;
 }
 

@@ -1,7 +1,9 @@
 //! Console audit rows: the records `core::audit` hands over in batches, read back per
-//! domain over a time range, and pruned by age. Times are stored as milliseconds since the
-//! epoch, so sub-millisecond precision is lost on the way through. What goes into a record
-//! (and that no secret does) is the gateway's business, not this module's.
+//! domain over a time range, and pruned by age and by count. Times are stored as
+//! milliseconds since the epoch, so sub-millisecond precision is lost on the way through.
+//! What goes into a record (and that no secret does) is the gateway's business, not this
+//! module's. A batch from the audit spool is stored at most once: its id goes into
+//! `audit_batches` in the same transaction as its records.
 
 use sqlx::{Row, any::AnyRow};
 use time::OffsetDateTime;
@@ -21,23 +23,61 @@ impl Store {
         }
         let mut tx = self.pool().begin().await?;
         for rec in records {
-            sqlx::query(
-                "INSERT INTO audit \
-                 (time_ms, event, domain, source, security_type, identity, reason) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(unix_ms(rec.time))
-            .bind(rec.event.as_str())
-            .bind(&rec.domain)
-            .bind(&rec.source)
-            .bind(&rec.security_type)
-            .bind(&rec.identity)
-            .bind(&rec.reason)
-            .execute(&mut *tx)
-            .await?;
+            insert_one(&mut tx, rec).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Stores `records`, the batch `chunk` of spool segment `segment`, in one transaction,
+    /// unless that batch is already stored: returns whether it was stored now.
+    pub async fn insert_audit_batch(
+        &self,
+        segment: &str,
+        chunk: u64,
+        records: &[AuditRecord],
+    ) -> Result<bool, StoreError> {
+        let chunk = i64::try_from(chunk)
+            .map_err(|_| StoreError::Corrupt(format!("audit batch {segment}/{chunk}")))?;
+        let mut tx = self.pool().begin().await?;
+        let marked = sqlx::query(
+            "INSERT INTO audit_batches (segment, chunk, time_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(segment)
+        .bind(chunk)
+        .bind(unix_ms(OffsetDateTime::now_utc()))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if marked == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        for rec in records {
+            insert_one(&mut tx, rec).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Forgets the stored batches of `segment`, once its file is gone.
+    pub async fn forget_audit_batches(&self, segment: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM audit_batches WHERE segment = $1")
+            .bind(segment)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets batch ids stored before `older_than_ms` (left by a crash between a spool
+    /// file's deletion and `forget_audit_batches`).
+    pub async fn prune_audit_batches(&self, older_than_ms: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM audit_batches WHERE time_ms < $1")
+            .bind(older_than_ms)
+            .execute(self.pool())
+            .await?
+            .rows_affected())
     }
 
     /// The newest `limit` records at or after `since_ms` (of `domain`, if given), oldest
@@ -77,6 +117,45 @@ impl Store {
         rows.iter().rev().map(audit_record).collect()
     }
 
+    /// Deletes the oldest records (by time, then by insertion) until at most `max_rows`
+    /// are left; returns how many went. Cheap when under the cap: the span of ids bounds
+    /// the count, which is counted only when that span is over the cap.
+    pub async fn prune_audit_rows(&self, max_rows: u64) -> Result<u64, StoreError> {
+        let max_rows = i64::try_from(max_rows).unwrap_or(i64::MAX);
+        let span = sqlx::query("SELECT MIN(id) AS lo, MAX(id) AS hi FROM audit")
+            .fetch_one(self.pool())
+            .await?;
+        let (lo, hi): (Option<i64>, Option<i64>) = (span.try_get("lo")?, span.try_get("hi")?);
+        let (Some(lo), Some(hi)) = (lo, hi) else {
+            return Ok(0);
+        };
+        if hi.saturating_sub(lo).saturating_add(1) <= max_rows {
+            return Ok(0);
+        }
+        let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM audit")
+            .fetch_one(self.pool())
+            .await?
+            .try_get("n")?;
+        let mut excess = count.saturating_sub(max_rows);
+        let mut total = 0;
+        while excess > 0 {
+            let deleted = sqlx::query(
+                "DELETE FROM audit WHERE id IN \
+                 (SELECT id FROM audit ORDER BY time_ms, id LIMIT $1)",
+            )
+            .bind(excess.min(PRUNE_BATCH))
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+            if deleted == 0 {
+                break;
+            }
+            total += deleted;
+            excess -= i64::try_from(deleted).unwrap_or(excess);
+        }
+        Ok(total)
+    }
+
     /// Deletes the records older than `older_than_ms`; returns how many.
     pub async fn prune_audit(&self, older_than_ms: i64) -> Result<u64, StoreError> {
         let mut total = 0;
@@ -96,6 +175,27 @@ impl Store {
             }
         }
     }
+}
+
+async fn insert_one(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rec: &AuditRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit \
+         (time_ms, event, domain, source, security_type, identity, reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(unix_ms(rec.time))
+    .bind(rec.event.as_str())
+    .bind(&rec.domain)
+    .bind(&rec.source)
+    .bind(&rec.security_type)
+    .bind(&rec.identity)
+    .bind(&rec.reason)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 fn audit_record(row: &AnyRow) -> Result<AuditRecord, StoreError> {
@@ -206,7 +306,7 @@ mod tests {
             .collect();
         store.insert_audit(&records).await.expect("insert");
         let back = store.audit(Some("alpha"), ms(0), 3).await.expect("query");
-        assert_eq!(back, records[5..]);
+        assert_eq!(back, records[records.len() - 3..]);
     }
 
     #[tokio::test]
@@ -218,6 +318,62 @@ mod tests {
         assert_eq!(store.prune_audit(ms(3)).await.expect("prune again"), 0);
         let left = store.audit(None, i64::MIN, 10).await.expect("query");
         assert_eq!(left, records[3..]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_stored_once() {
+        let (store, _dir) = temp_store().await;
+        let records: Vec<_> = (0..3).map(|i| rec(AuditEvent::Connect, "a", i)).collect();
+        assert!(
+            store
+                .insert_audit_batch("seg", 0, &records)
+                .await
+                .expect("first")
+        );
+        assert!(
+            !store
+                .insert_audit_batch("seg", 0, &records)
+                .await
+                .expect("again")
+        );
+        assert!(
+            store
+                .insert_audit_batch("seg", 1, &records[..1])
+                .await
+                .expect("next")
+        );
+        assert_eq!(
+            store.audit(None, i64::MIN, 10).await.expect("query").len(),
+            4
+        );
+        // Forgotten once the segment is gone: the id could be stored again.
+        store.forget_audit_batches("seg").await.expect("forget");
+        assert!(
+            store
+                .insert_audit_batch("seg", 0, &[])
+                .await
+                .expect("after")
+        );
+        assert_eq!(store.prune_audit_batches(i64::MAX).await.expect("prune"), 1);
+    }
+
+    #[tokio::test]
+    async fn the_row_cap_deletes_the_oldest_first() {
+        let (store, _dir) = temp_store().await;
+        // Inserted newest first: age, not insertion order, decides.
+        let records: Vec<_> = (0..10)
+            .rev()
+            .map(|i| rec(AuditEvent::Connect, "a", i))
+            .collect();
+        store.insert_audit(&records).await.expect("insert");
+        assert_eq!(store.prune_audit_rows(10).await.expect("at the cap"), 0);
+        assert_eq!(store.prune_audit_rows(4).await.expect("over the cap"), 6);
+        let left = store.audit(None, i64::MIN, 100).await.expect("query");
+        let secs: Vec<_> = left.iter().map(|r| r.reason.clone()).collect();
+        assert_eq!(secs, ["reason 6", "reason 7", "reason 8", "reason 9"]);
+        assert_eq!(store.prune_audit_rows(4).await.expect("again"), 0);
+        let (empty, _dir2) = temp_store().await;
+        assert_eq!(empty.prune_audit_rows(1).await.expect("empty"), 0);
     }
 
     #[tokio::test]
@@ -260,6 +416,24 @@ mod tests {
             .await
             .expect("query");
         assert_eq!(left, records[2..]);
+        store.prune_audit(5000).await.expect("clean up");
+        let segment = uuid::Uuid::new_v4().to_string();
+        let old = &records[..1];
+        assert!(
+            store
+                .insert_audit_batch(&segment, 0, old)
+                .await
+                .expect("batch")
+        );
+        assert!(
+            !store
+                .insert_audit_batch(&segment, 0, old)
+                .await
+                .expect("again")
+        );
+        store.forget_audit_batches(&segment).await.expect("forget");
+        store.prune_audit_batches(0).await.expect("prune batches");
+        assert_eq!(store.prune_audit_rows(u64::MAX).await.expect("cap"), 0);
         store.prune_audit(5000).await.expect("clean up");
         store.close().await;
     }

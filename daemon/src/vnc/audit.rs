@@ -1,5 +1,6 @@
 //! Console audit records: what the gateway reports (connects, auth results, lockouts,
-//! disconnects, revocations, password and ACL changes) and the `AuditSink` it reports to.
+//! disconnects, revocations, password and ACL changes; `flood-summary` is the audit's own)
+//! and the `AuditSink` it reports to.
 //! The gateway only emits records; `core` implements the sink (database + tracing).
 
 use std::fmt;
@@ -17,10 +18,13 @@ pub enum AuditEvent {
     Revoked,
     PasswordChange,
     AclChange,
+    /// Records counted rather than kept one by one: the unauthenticated connects and
+    /// disconnects of one source past its rate, or records the audit could not keep.
+    FloodSummary,
 }
 
 impl AuditEvent {
-    pub const ALL: [AuditEvent; 8] = [
+    pub const ALL: [AuditEvent; 9] = [
         AuditEvent::Connect,
         AuditEvent::AuthSuccess,
         AuditEvent::AuthFailure,
@@ -29,6 +33,7 @@ impl AuditEvent {
         AuditEvent::Revoked,
         AuditEvent::PasswordChange,
         AuditEvent::AclChange,
+        AuditEvent::FloodSummary,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +46,7 @@ impl AuditEvent {
             AuditEvent::Revoked => "revoked",
             AuditEvent::PasswordChange => "password-change",
             AuditEvent::AclChange => "acl-change",
+            AuditEvent::FloodSummary => "flood-summary",
         }
     }
 

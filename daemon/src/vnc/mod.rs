@@ -1,11 +1,13 @@
 //! Consoles. `rfb` is the pure RFB (RFC 6143) wire code, shared by the per-guest gateway,
 //! the test driver's framebuffer server, and the tests and benchmarks that act as clients.
-//! `audit` is what the gateway reports; `source` and `throttle` are the brute-force lockout.
+//! `audit` is what the gateway reports; `source` and `throttle` are the brute-force lockout;
+//! `ports` is console autoport.
 
 pub mod audit;
 pub mod gateway;
 pub mod password;
-pub mod rfb;
+pub mod ports;
+pub use vmgate_rfb as rfb;
 pub mod sessions;
 pub mod settings;
 pub mod source;

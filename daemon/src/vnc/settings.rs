@@ -19,6 +19,7 @@ use crate::{
 use super::{
     audit::AuditSink,
     gateway::SourceGates,
+    ports::PortAllocator,
     throttle::{Throttle, ThrottleConfig},
     vencrypt::VencryptTls,
 };
@@ -34,6 +35,8 @@ pub struct VncSettings {
     pub unix_sock_group: Option<String>,
     pub port_min: u16,
     pub port_max: u16,
+    /// Console autoport over `port_min..=port_max`, shared by every gateway.
+    pub autoport: PortAllocator,
     /// The global fallback VNC password (`vnc_password`).
     pub global_password: Option<Secret>,
     /// DES (VNC password auth) is refused in FIPS mode.
@@ -59,6 +62,7 @@ impl VncSettings {
             unix_sock_group: cfg.daemon.unix_sock_group.clone(),
             port_min: vnc.remote_display_port_min,
             port_max: vnc.remote_display_port_max,
+            autoport: PortAllocator::new(vnc.remote_display_port_min, vnc.remote_display_port_max),
             global_password: vnc.vnc_password.clone(),
             fips: vnc.fips_enabled(),
             max_pending: usize::try_from(vnc.vnc_max_pending)

@@ -129,7 +129,7 @@ pub fn build(
     settings: &QemuSettings,
     kvm: bool,
 ) -> Result<QemuCommand, ArgvError> {
-    def.validate().map_err(ArgvError::Invalid)?;
+    def.validate_stored().map_err(ArgvError::Invalid)?;
     let uuid = def
         .uuid
         .ok_or_else(|| ArgvError::NoUuid(def.name.clone()))?;

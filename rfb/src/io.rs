@@ -213,7 +213,7 @@ pub async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vnc::rfb::decode_client_message;
+    use crate::decode_client_message;
 
     #[tokio::test]
     async fn reads_across_chunks_and_reports_eof() {

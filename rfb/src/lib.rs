@@ -2,12 +2,15 @@
 //!
 //! Owns the byte-exact encoding and decoding of every RFB message vmgate sends or
 //! receives: the version and security handshake, VNC authentication's DES
-//! arithmetic, the initialisation messages, client and server messages (with QEMU's
-//! extensions), and Raw pixel conversion. Codecs are functions from bytes to typed
-//! values; the incremental decoders return `Ok(None)` until a whole message is
-//! there and never allocate beyond the bounds declared next to them. Only [`io`]
-//! touches a stream. This module makes no policy decision (who may connect, which
-//! password applies, share modes): that belongs to the gateway built on it.
+//! arithmetic, VeNCrypt's version and subtype exchange, the initialisation messages,
+//! client and server messages (with QEMU's extensions), and Raw pixel conversion.
+//! Codecs are functions from bytes to typed values; the incremental decoders return
+//! `Ok(None)` until a whole message is there and never allocate beyond the bounds
+//! declared next to them. Only [`io`] touches a stream. This crate makes no policy
+//! decision (who may connect, which password applies, share modes) and knows nothing
+//! of TLS or SASL: that belongs to the daemon's gateway built on it. It is shared by
+//! the gateway, the test driver's framebuffer server, the test harness and the fuzz
+//! targets (`fuzz/`); the daemon re-exports it as `vmgated::vnc::rfb`.
 //!
 //! # Layout
 //! - `version`: ProtocolVersion and the version quirks (3.4-3.6 = 3.3, 3.889 = 3.8).
@@ -19,6 +22,7 @@
 //! - `client_msg`: client-to-server messages, QEMU's 251/255 included.
 //! - `server_msg`: server-to-client messages, Raw encoding.
 //! - `client`: the client's handshake decisions.
+//! - `vencrypt`: VeNCrypt's version, subtypes, choice and acknowledgement.
 //! - `io`: bounded buffered reading and the async client handshake.
 //! - `wire`: the byte cursor every decoder reads through (private).
 
@@ -31,6 +35,7 @@ mod pixel;
 mod rect;
 mod security;
 mod server_msg;
+pub mod vencrypt;
 mod version;
 mod vncauth;
 mod wire;

@@ -3,7 +3,7 @@
 //! Owns [`SecurityType`], the server's offer in both wire forms (the 3.7/3.8 list
 //! and 3.3's single u32), the client's choice, and [`SecurityResult`] with its
 //! version-dependent shape. It does not run any authentication itself: the DES
-//! challenge lives in `vncauth`, VeNCrypt and SASL in the gateway's security code.
+//! challenge lives in `vncauth`, VeNCrypt's exchange in `vencrypt`, SASL in the gateway.
 
 use super::RfbError;
 use super::version::ProtocolVersion;

@@ -10,7 +10,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use proptest::prelude::*;
-use vmgated::vnc::rfb::{
+use vmgate_rfb::{
     PixelFormat, ProtocolVersion, SecurityResult, ServerInit, decode_client_message,
     decode_security_offer, decode_server_message,
 };
