@@ -173,6 +173,20 @@ fn define_refuses_endless_special_and_oversized_files_naming_the_limit() {
         Stdin::Bytes(b"name = \"piped\"\n".to_vec()),
     );
     assert!(out.ok().contains("Domain 'piped' defined"), "{out:?}");
+
+    // A console ACL file is read the same way.
+    let out = vmgate_within(&d, &["console-acl", "set", "piped", "/dev/zero"], none());
+    assert!(
+        out.err()
+            .contains("/dev/zero is a character device, not a regular file"),
+        "{out:?}"
+    );
+    let out = vmgate_within(
+        &d,
+        &["console-acl", "set", "piped", fifo.to_str().expect("path")],
+        none(),
+    );
+    assert!(out.err().contains("is a named FIFO"), "{out:?}");
 }
 
 #[test]
