@@ -22,12 +22,33 @@ pub(crate) struct Located {
     pub message: String,
 }
 
-/// Parses `text` into `T`. Syntax errors are all reported (toml recovers and goes on);
-/// schema errors (unknown key, wrong type) stop at the first, as serde does.
+/// Syntax errors described at most: each description re-reads the whole text, so a text
+/// made of errors (a 1 MiB definition of `x = ` lines) would cost hours, not milliseconds.
+pub(crate) const MAX_SYNTAX_ERRORS: usize = 20;
+
+/// Parses `text` into `T`. Syntax errors are reported up to [`MAX_SYNTAX_ERRORS`] (toml
+/// recovers and goes on), then counted; schema errors (unknown key, wrong type) stop at
+/// the first, as serde does.
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Vec<Located>> {
     let (_, syntax) = DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
-        return Err(syntax.iter().map(|e| describe(text, e)).collect());
+        let mut described: Vec<Located> = syntax
+            .iter()
+            .take(MAX_SYNTAX_ERRORS)
+            .map(|e| describe(text, e))
+            .collect();
+        if let Some(more) = syntax
+            .len()
+            .checked_sub(MAX_SYNTAX_ERRORS)
+            .filter(|n| *n > 0)
+        {
+            described.push(Located {
+                position: None,
+                key: None,
+                message: format!("and {more} more syntax errors; fix the ones above first"),
+            });
+        }
+        return Err(described);
     }
     toml::from_str(text).map_err(|e| vec![describe(text, &e)])
 }
@@ -259,6 +280,19 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_text_of_syntax_errors_gets_the_first_few_and_a_count() {
+        let text = format!("name = \"a\"\n{}", "x = \n".repeat(2_000));
+        let errors = parse::<toml::Table>(&text).expect_err("syntax errors");
+        assert_eq!(errors.len(), MAX_SYNTAX_ERRORS + 1);
+        assert_eq!(errors[0].position, Some((2, 5)));
+        let last = &errors[MAX_SYNTAX_ERRORS].message;
+        assert!(
+            last.starts_with("and ") && last.contains("more syntax errors"),
+            "{last}"
+        );
+    }
 
     #[test]
     fn line_col_counts_characters_from_one() {

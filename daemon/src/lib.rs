@@ -16,7 +16,7 @@
 //!   lifecycle operations. Never sees tonic.
 //! - `store`: sqlx over SQLite (PostgreSQL later); the only module with SQL.
 //! - `driver`: the `Driver`/`Guest` traits and the drivers (`qemu`, `test`).
-//! - `vnc`: consoles; `vnc::rfb` is the pure RFB wire code.
+//! - `vnc`: consoles; `vnc::rfb` re-exports the `vmgate-rfb` crate, the pure RFB wire code.
 //! - `tls`: rustls server configurations from PEM files, client certificate checks.
 //! - `reload`: the registry of TLS configurations that SIGHUP and `Admin.ReloadTls` reload.
 //! - `systemd`: what systemd hands over: activated sockets (by `FileDescriptorName=`) and

@@ -1,5 +1,6 @@
-//! Consoles. `rfb` is the pure RFB (RFC 6143) wire code, shared by the per-guest gateway,
-//! the test driver's framebuffer server, and the tests and benchmarks that act as clients.
+//! Consoles. `rfb` is the `vmgate-rfb` crate, the pure RFB (RFC 6143) wire code, re-exported
+//! here: shared by the per-guest gateway, the test driver's framebuffer server, the fuzz
+//! targets, and the tests and benchmarks that act as clients.
 //! `audit` is what the gateway reports; `source` and `throttle` are the brute-force lockout;
 //! `ports` is console autoport.
 
