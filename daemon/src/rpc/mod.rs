@@ -191,6 +191,13 @@ pub async fn serve(
     }
 }
 
+/// The largest `Auth` request decoded. Unauthenticated clients reach only this service,
+/// and the gRPC decoder reserves a message's announced length as soon as its 5-byte
+/// prefix arrives: at the default 4 MiB, every stream of every anonymous connection could
+/// hold 4 MiB for 5 bytes sent. SASL messages are small; a Kerberos ticket with a large
+/// PAC is tens of KiB.
+const MAX_AUTH_MESSAGE: usize = 256 * 1024;
+
 /// The five services behind the auth layer; `access` is the polkit access driver, if on.
 fn api_calls(
     manager: Arc<Manager>,
@@ -209,7 +216,7 @@ fn api_calls(
         users: users::UsersServer::new(users::UsersService {
             manager: manager.clone(),
         }),
-        auth: auth::AuthServer::new(auth::AuthService),
+        auth: auth::AuthServer::new(auth::AuthService).max_decoding_message_size(MAX_AUTH_MESSAGE),
         admin: AdminServer::new(admin::AdminService { manager, reloader }),
     })
 }
