@@ -1,6 +1,7 @@
 //! Small measurement helpers shared by the benchmark binaries: run a closure for a while or
 //! a number of times, and report calls per second with p50/p99 latency; the machine and its
-//! load as the figures' heading. Benchmarks print figures; they never assert on them.
+//! load as the figures' heading; a process's resident memory; the open-file limit that
+//! thousands of client sockets need. Benchmarks print figures; they never assert on them.
 
 use std::{
     process::{Command, Stdio},
@@ -146,4 +147,38 @@ pub fn repeat_captures(
         },
         note,
     )
+}
+
+/// A process's resident memory in KiB, from /proc/PID/status.
+#[derive(Clone, Copy, Debug)]
+pub struct Rss {
+    /// `VmRSS`: everything resident.
+    pub vm: u64,
+    /// `RssAnon`: the heap and stacks, without mapped files.
+    pub anon: u64,
+}
+
+pub fn rss(pid: u32) -> anyhow::Result<Rss> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no {name} in /proc/{pid}/status"))
+    };
+    Ok(Rss {
+        vm: field("VmRSS:")?,
+        anon: field("RssAnon:")?,
+    })
+}
+
+/// Raises this process's open-file limit to the hard limit: thousands of idle sessions
+/// need more than the usual 1,024 descriptors.
+pub fn raise_nofile_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
 }

@@ -81,15 +81,24 @@ pub fn install_server_cert(ca_cert: &Path, server: &Issued, dir: &Path) {
     }
 }
 
+/// A `[vnc]` section autoporting over `ports` (a range of the test's own), then `extra`
+/// `[vnc]` keys.
+pub fn vnc_section(ports: std::ops::RangeInclusive<u16>, extra: &str) -> String {
+    format!(
+        "\n[vnc]\nremote_display_port_min = {}\nremote_display_port_max = {}\n{extra}",
+        ports.start(),
+        ports.end()
+    )
+}
+
 /// `[vnc]` with TLS and required client certificates from `cert_dir`, an autoport range
 /// of 20 ports from `base` (unique per test), and `extra` `[vnc]` keys.
 pub fn tls_console_config(base: u16, cert_dir: &Path, extra: &str) -> String {
-    format!(
-        "\n[vnc]\nremote_display_port_min = {base}\nremote_display_port_max = {}\n\
-         vnc_tls = true\nvnc_tls_x509_verify = true\nvnc_tls_x509_cert_dir = \"{}\"\n{extra}",
-        base + 19,
+    let tls = format!(
+        "vnc_tls = true\nvnc_tls_x509_verify = true\nvnc_tls_x509_cert_dir = \"{}\"\n{extra}",
         cert_dir.display()
-    )
+    );
+    vnc_section(base..=base + 19, &tls)
 }
 
 /// Defines and starts `name` with a VNC console plus `graphics` lines; returns its port.

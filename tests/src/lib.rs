@@ -257,6 +257,22 @@ impl TestDaemon {
         self.spawn();
     }
 
+    /// A daemon whose user database holds `users` (name, password), added through the
+    /// CLI on the default config, then restarted with `extra` (a SASL login setting needs
+    /// its users to exist first).
+    pub fn start_with_users(users: &[(&str, &str)], extra: &str) -> TestDaemon {
+        let mut d = TestDaemon::start();
+        for (name, password) in users {
+            let line = format!("{password}\n");
+            d.vmgate_stdin(&["sasl-user", "add", name, "--password-stdin"], Some(&line))
+                .ok();
+        }
+        assert!(d.stop(), "the daemon stops");
+        d.set_extra_config(extra);
+        d.restart();
+        d
+    }
+
     /// Rewrites the config's extra keys (takes effect at the next restart).
     pub fn set_extra_config(&mut self, extra: &str) {
         self.extra_config = extra.to_owned();

@@ -87,16 +87,7 @@ fn is_open(conn: &mut impl Read) -> bool {
 
 /// A daemon that already has the user alice (password `alice-pw`), restarted with `extra`.
 fn daemon_with_alice(extra: &str) -> TestDaemon {
-    let mut d = TestDaemon::start();
-    d.vmgate_stdin(
-        &["sasl-user", "add", "alice", "--password-stdin"],
-        Some("alice-pw\n"),
-    )
-    .ok();
-    assert!(d.stop(), "the daemon stops");
-    d.set_extra_config(extra);
-    d.restart();
-    d
+    TestDaemon::start_with_users(&[("alice", "alice-pw")], extra)
 }
 
 /// An auth file (mode 0600) with alice's password for `host`.

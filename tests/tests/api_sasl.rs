@@ -19,16 +19,7 @@ use vmgate_tests::{TestDaemon, bins, pki, require_tool, vmgate_login};
 /// A daemon that already has the users alice (password `alice-pw`) and bob (`bob-pw`),
 /// restarted with `extra` in its config.
 fn daemon_with_users(extra: &str) -> TestDaemon {
-    let mut d = TestDaemon::start();
-    for (name, password) in [("alice", "alice-pw"), ("bob", "bob-pw")] {
-        let line = format!("{password}\n");
-        d.vmgate_stdin(&["sasl-user", "add", name, "--password-stdin"], Some(&line))
-            .ok();
-    }
-    assert!(d.stop(), "the daemon stops");
-    d.set_extra_config(extra);
-    d.restart();
-    d
+    TestDaemon::start_with_users(&[("alice", "alice-pw"), ("bob", "bob-pw")], extra)
 }
 
 /// An auth file with `entries` of (host, user, password), mode `mode`.

@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vmgate_tests::{
     TestDaemon,
-    console::start_guest,
+    console::{start_guest, vnc_section},
     require_tool,
     vnc::{ConsoleAddr, RfbClient, gvnccapture, png_size},
     wait_until,
@@ -31,10 +31,7 @@ const AUDIT_DEADLINE: Duration = Duration::from_secs(10);
 /// A `[vnc]` section whose autoport range is this test's own (`slot` is unique per test).
 fn vnc_config(slot: u16, extra: &str) -> String {
     let min = 17_000 + slot * 40;
-    format!(
-        "\n[vnc]\nremote_display_port_min = {min}\nremote_display_port_max = {}\n{extra}",
-        min + 39
-    )
+    vnc_section(min..=min + 39, extra)
 }
 
 fn tools_present() -> bool {

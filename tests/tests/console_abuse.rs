@@ -16,7 +16,7 @@ use tokio::{
 };
 use vmgate_tests::{
     TestDaemon,
-    console::{audit_until, events, field, start_guest},
+    console::{audit_until, events, field, start_guest, vnc_section},
     vnc::RfbClient,
 };
 use vmgated::vnc::rfb::vnc_auth_response;
@@ -26,10 +26,7 @@ const STEP: Duration = Duration::from_secs(10);
 
 fn config(slot: u16, extra: &str) -> String {
     let min = 24_000 + slot * 40;
-    format!(
-        "\n[vnc]\nremote_display_port_min = {min}\nremote_display_port_max = {}\n{extra}",
-        min + 39
-    )
+    vnc_section(min..=min + 39, extra)
 }
 
 /// A raw RFB 3.8 client stopped at the VNC authentication challenge.

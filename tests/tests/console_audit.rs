@@ -26,7 +26,7 @@ use tokio::{
 };
 use vmgate_tests::{
     TestDaemon,
-    console::{events, field, json_array, start_guest},
+    console::{events, field, json_array, start_guest, vnc_section},
     vnc::RfbClient,
     wait_until,
 };
@@ -39,10 +39,7 @@ const STEP: Duration = Duration::from_secs(5);
 /// A `[vnc]` section whose autoport range is this test's own (`slot` is unique per test).
 fn vnc_config(slot: u16, extra: &str) -> String {
     let min = 26_000 + slot * 40;
-    format!(
-        "\n[vnc]\nremote_display_port_min = {min}\nremote_display_port_max = {}\n{extra}",
-        min + 39
-    )
+    vnc_section(min..=min + 39, extra)
 }
 
 /// Every audit record of `domain`, oldest first.

@@ -43,16 +43,7 @@ const API_MAX_FAILURES: usize = 3;
 
 /// A daemon that already has the user alice (`alice-pw`), restarted with `extra`.
 fn daemon_with_alice(extra: &str) -> TestDaemon {
-    let mut d = TestDaemon::start();
-    d.vmgate_stdin(
-        &["sasl-user", "add", "alice", "--password-stdin"],
-        Some("alice-pw\n"),
-    )
-    .ok();
-    assert!(d.stop(), "the daemon stops");
-    d.set_extra_config(extra);
-    d.restart();
-    d
+    TestDaemon::start_with_users(&[("alice", "alice-pw")], extra)
 }
 
 #[track_caller]

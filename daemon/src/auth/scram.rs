@@ -109,14 +109,7 @@ pub fn client_first(msg: &[u8]) -> Result<ClientFirst<'_>, ScramError> {
         .strip_prefix("n=")
         .ok_or(ScramError::Missing("user name"))?;
     let username = saslname(username).ok_or(ScramError::Malformed("user name"))?;
-    let nonce = attrs
-        .next()
-        .and_then(|a| a.strip_prefix("r="))
-        .ok_or(ScramError::Missing("nonce"))?;
-    if !is_printable(nonce) {
-        return Err(ScramError::Malformed("nonce"));
-    }
-    extensions(attrs)?;
+    let nonce = nonce_then_extensions(attrs)?;
     Ok(ClientFirst {
         gs2_header,
         authzid,
@@ -140,6 +133,19 @@ pub fn client_final(msg: &[u8]) -> Result<ClientFinal<'_>, ScramError> {
         .and_then(|a| a.strip_prefix("c="))
         .ok_or(ScramError::Missing("channel binding"))?;
     let channel_binding = base64(binding).ok_or(ScramError::Malformed("channel binding"))?;
+    let nonce = nonce_then_extensions(attrs)?;
+    Ok(ClientFinal {
+        channel_binding,
+        nonce,
+        proof,
+    })
+}
+
+/// `nonce ["," extensions]`, the part both client messages share after their first
+/// attribute; returns the nonce.
+fn nonce_then_extensions<'a>(
+    mut attrs: impl Iterator<Item = &'a str>,
+) -> Result<&'a str, ScramError> {
     let nonce = attrs
         .next()
         .and_then(|a| a.strip_prefix("r="))
@@ -148,11 +154,7 @@ pub fn client_final(msg: &[u8]) -> Result<ClientFinal<'_>, ScramError> {
         return Err(ScramError::Malformed("nonce"));
     }
     extensions(attrs)?;
-    Ok(ClientFinal {
-        channel_binding,
-        nonce,
-        proof,
-    })
+    Ok(nonce)
 }
 
 /// `1*(value-safe-char / "=2C" / "=3D")`, unescaped; None when it is not one.

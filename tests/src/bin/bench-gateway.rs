@@ -28,7 +28,7 @@ use vmgate::{ConnectUri, Connection};
 use vmgate_proto::v1::{ConnectedPolicy, DefineRequest, DomainRef, SetPasswordRequest};
 use vmgate_tests::{
     TestDaemon,
-    bench::{Sample, load_average, machine, on_path, repeat_captures},
+    bench::{Sample, load_average, machine, on_path, raise_nofile_limit, repeat_captures, rss},
     peer::{Killed, free_port, qemu_version, spawn_guest, wait_listening},
     vnc::{ConsoleAddr, RfbClient, display_port, gvnccapture},
 };
@@ -113,14 +113,6 @@ async fn main() -> anyhow::Result<()> {
     revocation_latency(&mut api, locked).await?;
     println!("At the end: {}.", load_average());
     Ok(())
-}
-
-/// 1,000 idle sessions need more than the usual 1,024 descriptors.
-fn raise_nofile_limit() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-    }
 }
 
 fn vnc_config(extra: &str) -> String {
@@ -329,16 +321,6 @@ async fn serve_test_framebuffer() -> anyhow::Result<u16> {
     Ok(port)
 }
 
-fn vm_rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow!("no VmRSS in /proc/{pid}/status"))
-}
-
 async fn memory_per_session(api: &mut Connection, d: &TestDaemon) -> anyhow::Result<()> {
     let port = start_guest(
         api,
@@ -351,7 +333,7 @@ async fn memory_per_session(api: &mut Connection, d: &TestDaemon) -> anyhow::Res
     // One session first, so that lazily built state is not counted per session.
     let mut warm = RfbClient::connect(port, Some(PASSWORD), true).await?;
     warm.full_update().await?;
-    let before = vm_rss_kib(pid)?;
+    let before = rss(pid)?.vm;
     let mut sessions = Vec::with_capacity(IDLE_SESSIONS);
     for _ in 0..IDLE_SESSIONS {
         sessions.push(RfbClient::connect(port, Some(PASSWORD), true).await?);
@@ -367,7 +349,7 @@ async fn memory_per_session(api: &mut Connection, d: &TestDaemon) -> anyhow::Res
         .len();
     // Let the relays settle into their idle state.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = vm_rss_kib(pid)?;
+    let after = rss(pid)?.vm;
     println!("### Memory per idle authenticated session\n");
     println!(
         "vmgated VmRSS {before} KiB before, {after} KiB with {IDLE_SESSIONS} more idle VNC-password sessions ({listed} listed): {:.1} KiB per session.\n",

@@ -10,17 +10,18 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use vmgate::{ConnectUri, Connection};
 use vmgate_proto::v1::{DefineRequest, DomainRef};
 use vmgate_tests::{
     TestDaemon,
-    bench::machine,
+    bench::{machine, raise_nofile_limit, rss},
+    console::vnc_section,
     vnc::{RfbClient, display_port},
 };
 
 const PASSWORD: &str = "secret";
-const PORTS: (u16, u16) = (18_200, 18_209);
+const PORTS: std::ops::RangeInclusive<u16> = 18_200..=18_209;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -38,12 +39,7 @@ async fn main() -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|");
     for n in counts {
         // A daemon per row, so one row's leftovers do not flatter the next.
-        let extra = format!(
-            "\n[vnc]\nremote_display_port_min = {}\nremote_display_port_max = {}\nvnc_max_sessions = {}\n",
-            PORTS.0,
-            PORTS.1,
-            n + 16
-        );
+        let extra = vnc_section(PORTS, &format!("vnc_max_sessions = {}\n", n + 16));
         let daemon = TestDaemon::start_with(&extra);
         let uri: ConnectUri = daemon.uri().parse()?;
         let mut api = Connection::open(&uri, false).await?;
@@ -92,27 +88,6 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-struct Rss {
-    vm: u64,
-    anon: u64,
-}
-
-fn rss(pid: u32) -> anyhow::Result<Rss> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| anyhow!("no {name} in /proc/{pid}/status"))
-    };
-    Ok(Rss {
-        vm: field("VmRSS:")?,
-        anon: field("RssAnon:")?,
-    })
-}
-
 /// Waits (up to 60 s) until the guest lists `left` sessions; false if it never does.
 async fn wait_sessions(api: &mut Connection, left: usize) -> anyhow::Result<bool> {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -132,12 +107,4 @@ async fn wait_sessions(api: &mut Connection, left: usize) -> anyhow::Result<bool
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(false)
-}
-
-/// Thousands of idle sessions need more than the usual 1,024 descriptors.
-fn raise_nofile_limit() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-    }
 }
