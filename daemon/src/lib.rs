@@ -3,32 +3,41 @@
 //!
 //! # Layout
 //!
-//! - `shutdown`: the cancellation token and task tracker every component hangs off.
-//! - `host`: directories, umask and file limits at start.
-//! - `rpc`: transport only. UNIX socket and TLS listeners feeding one gRPC server, one file
-//!   per gRPC service, the one error -> status mapping. Converts requests and calls `core`.
-//! - `args`: the command line (also read by the man page generator).
-//! - `auth`: who the caller is (peer credentials, SASL logins), the method -> permission
-//!   table enforced by one tower layer before any handler runs, and polkit (on the UNIX
-//!   sockets, and as the access driver judging each call; calls on a domain finish that
-//!   check in `rpc::guard` once the domain is known).
-//! - `core`: the `Manager`: domain definitions, the state machine with its guards, and the
-//!   lifecycle operations. Never sees tonic.
-//! - `store`: sqlx over SQLite (PostgreSQL later); the only module with SQL.
-//! - `driver`: the `Driver`/`Guest` traits and the drivers (`qemu`, `test`).
-//! - `vnc`: consoles; `vnc::rfb` re-exports the `vmgate-rfb` crate, the pure RFB wire code.
-//! - `tls`: rustls server configurations from PEM files, client certificate checks.
-//! - `reload`: the registry of TLS configurations that SIGHUP and `Admin.ReloadTls` reload.
-//! - `systemd`: what systemd hands over: activated sockets (by `FileDescriptorName=`) and
-//!   the `Type=notify` readiness socket.
+//! Each top-level module, what it owns, and the only modules it may import (`use crate::`).
+//! The edges point one way. A module reaches one it may not import only through a trait
+//! or a value handed down: the gateway reports to an `audit::AuditSink` that `audit_log`
+//! implements; a TLS reload reaches the console's VeNCrypt through the `reload::ReloadTls`
+//! it registers; the core hands the gateway its ACL rules, and the gateway's session
+//! registry decides under its own lock. The test in `layers` reads this
+//! table and fails on any import outside it, on a cycle, and on a module missing from it.
+//! The crate root (this file) wires them together and may name any.
 //!
-//! Dependencies point one way: `rpc -> auth, core`; `core -> store, driver`.
+//! | module | owns | may import |
+//! |---|---|---|
+//! | `rpc` | the API: listeners, admission, HTTP/2, `authorize` (every permission check), one file per gRPC service, the one error -> status mapping, wire conversions | `core`, `auth`, `audit`, `reload`, `tls`, `shutdown` |
+//! | `core` | the `Manager`: domains, definitions, the state machine, lifecycle, console rules and passwords; hands out its own view types | `vnc`, `driver`, `auth`, `audit_log`, `audit`, `store`, `shutdown` |
+//! | `vnc` | the per-guest console gateway: RFB security types, sessions and the ACL decision, lockout, autoport | `driver`, `auth`, `audit`, `reload`, `tls` |
+//! | `driver` | the `Driver`/`Guest` traits, the `qemu` and `test` drivers (the test driver's framebuffer speaks RFB through the `vmgate-rfb` crate) | nothing |
+//! | `audit_log` | the `AuditSink` the consoles report to: flood summaries, the durable spool, the writer and the pruner | `audit`, `store`, `shutdown` |
+//! | `auth` | who the caller is (peers, SASL and SCRAM logins, the user database), the method -> permission table, polkit | `store` |
+//! | `store` | sqlx over SQLite; the only module with SQL | `audit` |
+//! | `audit` | audit record types and the `AuditSink` trait | nothing |
+//! | `reload` | the registry of TLS configurations that SIGHUP and `Admin.ReloadTls` reload | `tls` |
+//! | `tls` | rustls server configurations from PEM files, client certificate checks | nothing |
+//! | `systemd` | activated sockets (by `FileDescriptorName=`) and `Type=notify` readiness | `shutdown` |
+//! | `shutdown` | the cancellation token and task tracker every component hangs off | nothing |
+//! | `host` | directories, umask and file limits at start | nothing |
+//! | `args` | the command line (also read by the man page generator) | nothing |
 
 pub mod args;
+pub mod audit;
+pub mod audit_log;
 pub mod auth;
 pub mod core;
 pub mod driver;
 pub mod host;
+#[cfg(test)]
+mod layers;
 pub mod reload;
 pub mod rpc;
 pub mod shutdown;
@@ -42,11 +51,9 @@ use std::sync::Arc;
 use vmgate_config::{AccessDriver, AuthKind, Config, DriverKind, Supported};
 
 use crate::{
+    audit_log::{AuditLog, AuditOptions},
     auth::users::UserDb,
-    core::{
-        Manager, ManagerOptions,
-        audit::{AuditLog, AuditOptions},
-    },
+    core::{Manager, ManagerOptions},
     driver::{Driver, qemu::QemuDriver, test::TestDriver},
     rpc::{
         listen::{self, SocketSpec},
@@ -86,7 +93,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Core(#[from] core::CoreError),
     #[error(transparent)]
-    AuditSpool(#[from] core::audit::SpoolError),
+    AuditSpool(#[from] audit_log::SpoolError),
     #[error(transparent)]
     Listen(#[from] listen::ListenError),
     #[error(transparent)]

@@ -7,10 +7,11 @@
 //! - The access driver (`access_drivers = ["polkit"]`): every call is the action
 //!   `org.vmgate.api.<object>.<permission>` with the details `connect_driver`, and for a
 //!   domain's calls `domain_name` and `domain_uuid`, so a rule can allow a group to start
-//!   some guests only. Calls on no domain are judged by the auth layer; calls on a domain
-//!   by the handler once it knows which domain ([`CallAccess::domain`]), and `list` keeps
+//!   some guests only. `rpc::authorize` asks: for calls on no domain in its layer, for a
+//!   call on a domain once the request names it ([`CallAccess::domain`]), and for `list`
 //!   the domains the caller may `getattr`. Only local processes can be judged: remote
-//!   callers are refused under this driver.
+//!   callers are refused under this driver. Answers are [`AccessError`]s, which
+//!   `rpc::status` turns into gRPC statuses.
 //!
 //! A caller on a terminal may ask to authenticate interactively (the client runs a polkit
 //! text agent for itself and sends [`INTERACTIVE_HEADER`]); polkit then waits for that
@@ -19,7 +20,6 @@
 use std::sync::Arc;
 
 use tokio::sync::OnceCell;
-use tonic::Status;
 
 use super::{
     UnixPeer,
@@ -30,11 +30,29 @@ use super::{
 /// Request header by which a client on a terminal says it runs a polkit agent.
 pub const INTERACTIVE_HEADER: &str = "vmgate-polkit-interactive";
 
-fn polkit_status(action: &str, result: Result<Verdict, PolkitError>) -> Result<(), Status> {
+/// Why polkit's answer is not a yes; `rpc::status` turns it into the call's status.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// polkit said no, or wants an authentication the caller cannot give.
+    #[error("{0}")]
+    Denied(String),
+    /// polkit could not be asked.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A remote caller under the polkit access driver, which only judges local processes.
+    #[error(
+        "access_drivers = [\"polkit\"]: polkit can only judge local processes, so remote \
+         (TCP and TLS) callers are refused; connect through the local UNIX socket, or \
+         remove the polkit access driver"
+    )]
+    RemoteRefused,
+}
+
+fn polkit_verdict(action: &str, result: Result<Verdict, PolkitError>) -> Result<(), AccessError> {
     match result {
         Ok(Verdict::Allowed) => Ok(()),
-        Ok(verdict) => Err(Status::permission_denied(denial(action, verdict))),
-        Err(e) => Err(Status::unavailable(e.to_string())),
+        Ok(verdict) => Err(AccessError::Denied(denial(action, verdict))),
+        Err(e) => Err(AccessError::Unavailable(e.to_string())),
     }
 }
 
@@ -57,15 +75,15 @@ impl ConnPolkit {
     }
 
     /// Passes once polkit allows the connection's process.
-    pub async fn check(&self, peer: &UnixPeer, interactive: bool) -> Result<(), Status> {
+    pub async fn check(&self, peer: &UnixPeer, interactive: bool) -> Result<(), AccessError> {
         if let Some(verdict) = self.verdict.get() {
-            return polkit_status(self.action, Ok(*verdict));
+            return polkit_verdict(self.action, Ok(*verdict));
         }
         let result = self.polkit.check(self.action, peer, &[], interactive).await;
         if let Ok(verdict @ (Verdict::Allowed | Verdict::Denied)) = result {
             let _ = self.verdict.set(verdict);
         }
-        polkit_status(self.action, result)
+        polkit_verdict(self.action, result)
     }
 }
 
@@ -103,12 +121,12 @@ impl CallAccess {
     }
 
     /// Checks the call's permission on no domain in particular.
-    pub async fn connect(&self) -> Result<(), Status> {
+    pub async fn connect(&self) -> Result<(), AccessError> {
         self.check(self.permission, None).await
     }
 
     /// Checks the call's permission on the domain `name` with `uuid`.
-    pub async fn domain(&self, name: &str, uuid: &str) -> Result<(), Status> {
+    pub async fn domain(&self, name: &str, uuid: &str) -> Result<(), AccessError> {
         self.check(self.permission, Some((name, uuid))).await
     }
 
@@ -119,11 +137,11 @@ impl CallAccess {
         permission: Permission,
         name: &str,
         uuid: &str,
-    ) -> Result<bool, Status> {
+    ) -> Result<bool, AccessError> {
         match self.check(permission, Some((name, uuid))).await {
             Ok(()) => Ok(true),
-            Err(status) if status.code() == tonic::Code::PermissionDenied => Ok(false),
-            Err(status) => Err(status),
+            Err(AccessError::Denied(_)) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -131,7 +149,7 @@ impl CallAccess {
         &self,
         permission: Permission,
         domain: Option<(&str, &str)>,
-    ) -> Result<(), Status> {
+    ) -> Result<(), AccessError> {
         let action = permission.action_id();
         let mut details = vec![("connect_driver", self.driver.connect_driver)];
         if let Some((name, uuid)) = domain {
@@ -143,15 +161,6 @@ impl CallAccess {
             .polkit
             .check(&action, &self.peer, &details, self.interactive)
             .await;
-        polkit_status(&action, result)
+        polkit_verdict(&action, result)
     }
-}
-
-/// The refusal of a remote caller under the polkit access driver.
-pub fn remote_refused() -> Status {
-    Status::permission_denied(
-        "access_drivers = [\"polkit\"]: polkit can only judge local processes, so remote \
-         (TCP and TLS) callers are refused; connect through the local UNIX socket, or \
-         remove the polkit access driver",
-    )
 }

@@ -1,15 +1,17 @@
-//! Who is calling and what they may do. Transports produce a `Peer` for each connection;
-//! the `AuthLayer` turns it into an `Identity`, looks the method up in the one permission
-//! table, and refuses before any handler runs. Handlers never check permissions by hand.
+//! Who is calling and what they may do, with no transport in it: the `Peer` a transport
+//! establishes for each connection and the `Identity` a request carries, SASL logins
+//! (`login`, `sasl`, `scram`, Kerberos in `gssapi`) against the user database (`users`),
+//! the one method -> permission table (`permissions`), and polkit (`polkit`, `access`).
+//! `rpc::authorize` applies all of it, once per call, before any handler runs; handlers
+//! never check permissions by hand.
 //!
 //! A TLS client is authenticated by its certificate, verified in the handshake (see
-//! `rpc::tls_listen`); by the time a request reaches the layer it is trusted as a
-//! read-write caller (`auth_tls = "none"`), as libvirtd trusts it.
+//! `rpc::tls_listen`); by the time a request is authorized it is trusted as a read-write
+//! caller (`auth_tls = "none"`), as libvirtd trusts it.
 
 pub mod access;
 #[cfg(feature = "gssapi")]
 pub mod gssapi;
-mod layer;
 pub mod login;
 pub mod permissions;
 pub mod polkit;
@@ -19,8 +21,6 @@ pub mod scram;
 pub mod users;
 
 use std::{fmt, net::SocketAddr};
-
-pub use layer::{AuthLayer, READONLY_HEADER};
 
 /// A caller on one of the UNIX sockets, as the kernel reported it at accept time.
 #[derive(Clone, Debug)]

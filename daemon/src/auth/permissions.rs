@@ -173,6 +173,11 @@ const TABLE: &[(&str, Permission)] = &[
     ("/vmgate.v1.Auth/Step", Permission::new(Connect, Getattr)),
 ];
 
+/// Every method (a gRPC path) with the permission it needs.
+pub fn table() -> &'static [(&'static str, Permission)] {
+    TABLE
+}
+
 /// The permission `method` (a gRPC path) needs, or None for an unknown method.
 pub fn permission_for(method: &str) -> Option<Permission> {
     TABLE.iter().find(|(m, _)| *m == method).map(|(_, p)| *p)

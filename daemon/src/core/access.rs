@@ -5,11 +5,11 @@
 
 use vmgate_config::acl::{self, AclKind, AclRule};
 
-use super::{CoreError, Manager};
+use super::{CoreError, Manager, inventory::Target, views::ConsoleRule};
 use crate::{
+    audit::{AuditEvent, AuditRecord},
     auth::users::{check_user_name, make_record},
     store::{RuleUpdate, StoredRule},
-    vnc::audit::{AuditEvent, AuditRecord},
 };
 
 /// One change to a guest's rules.
@@ -41,7 +41,7 @@ impl AclChange {
 /// What a change left.
 #[derive(Clone, Debug)]
 pub struct AclOutcome {
-    pub rules: Vec<StoredRule>,
+    pub rules: Vec<ConsoleRule>,
     /// Open sessions the new rules cut.
     pub cut: usize,
     /// Said when rules are set that this console cannot apply.
@@ -101,18 +101,20 @@ fn apply(current: &[StoredRule], change: AclChange) -> Result<RuleUpdate, CoreEr
 
 impl Manager {
     /// The guest's console ACL rules, in order.
-    pub fn console_acl(&self, key: &str) -> Result<Vec<StoredRule>, CoreError> {
-        Ok(self.resolve(key)?.data().acl.clone())
+    pub fn console_acl(&self, target: &Target) -> Result<Vec<ConsoleRule>, CoreError> {
+        let slot = self.slot_of(target)?;
+        let rules = slot.data().acl.iter().map(ConsoleRule::from).collect();
+        Ok(rules)
     }
 
     /// Changes a guest's rules; a running console applies them at once.
     pub async fn change_console_acl(
         &self,
-        key: &str,
+        target: &Target,
         change: AclChange,
         by: &str,
     ) -> Result<AclOutcome, CoreError> {
-        let slot = self.resolve(key)?;
+        let slot = self.slot_of(target)?;
         // Serialized with start, which hands the rules to a new console.
         let _op = slot.op.lock().await;
         let current = slot.data().acl.clone();
@@ -122,7 +124,7 @@ impl Manager {
         let plain: Vec<AclRule> = rules.iter().map(|r| r.rule.clone()).collect();
         let (name, cut) = {
             let mut d = slot.data();
-            d.acl = rules.clone();
+            d.acl.clone_from(&rules);
             let cut = d
                 .run
                 .as_ref()
@@ -136,7 +138,7 @@ impl Manager {
         self.options.vnc.audit.record(record);
         tracing::info!(domain = %name, by, cut, "console ACL changed: {description}");
         Ok(AclOutcome {
-            rules,
+            rules: rules.iter().map(ConsoleRule::from).collect(),
             cut,
             warnings: self.acl_warnings(&plain),
         })

@@ -4,11 +4,14 @@
 use time::OffsetDateTime;
 use vmgate_config::{Secret, domain::ConnectedPolicy};
 
-use super::{CoreError, Manager, inventory::Slot};
-use crate::vnc::{
+use super::{
+    CoreError, Manager,
+    inventory::{Slot, Target},
+    views::SessionView,
+};
+use crate::{
     audit::AuditRecord,
-    gateway::{GatewayError, PasswordChange},
-    sessions::SessionInfo,
+    vnc::gateway::{GatewayError, PasswordChange},
 };
 
 /// The most audit records one query returns.
@@ -25,13 +28,15 @@ pub struct SetPassword {
 }
 
 impl Manager {
-    pub fn console_sessions(&self, key: &str) -> Result<Vec<SessionInfo>, CoreError> {
-        let slot = self.resolve(key)?;
-        with_gateway(&slot, |g| Ok(g.sessions()))
+    pub fn console_sessions(&self, target: &Target) -> Result<Vec<SessionView>, CoreError> {
+        let slot = self.slot_of(target)?;
+        with_gateway(&slot, |g| {
+            Ok(g.sessions().into_iter().map(SessionView::from).collect())
+        })
     }
 
-    pub fn disconnect_session(&self, key: &str, id: u64, by: &str) -> Result<(), CoreError> {
-        let slot = self.resolve(key)?;
+    pub fn disconnect_session(&self, target: &Target, id: u64, by: &str) -> Result<(), CoreError> {
+        let slot = self.slot_of(target)?;
         with_gateway(&slot, |g| g.disconnect(id, by).map_err(gateway_error))
     }
 
@@ -39,7 +44,7 @@ impl Manager {
     /// sessions were cut.
     pub async fn set_password(
         &self,
-        key: &str,
+        target: &Target,
         change: SetPassword,
         by: &str,
     ) -> Result<usize, CoreError> {
@@ -50,7 +55,7 @@ impl Manager {
                 "VNC passwords are at most 8 bytes (the RFB DES challenge uses 8)".into(),
             ));
         }
-        let slot = self.resolve(key)?;
+        let slot = self.slot_of(target)?;
         let _op = slot.op.lock().await;
         let mut def = slot.data().def.clone();
         let Some(graphics) = def.graphics.as_mut() else {
@@ -89,12 +94,12 @@ impl Manager {
     /// The newest audit records (oldest first), of one domain or of all.
     pub async fn audit(
         &self,
-        domain: Option<&str>,
+        domain: Option<&Target>,
         since: Option<OffsetDateTime>,
         limit: u32,
     ) -> Result<Vec<AuditRecord>, CoreError> {
         let name = match domain {
-            Some(key) => Some(self.resolve(key)?.data().def.name.clone()),
+            Some(target) => Some(self.slot_of(target)?.data().def.name.clone()),
             None => None,
         };
         let limit = if limit == 0 {

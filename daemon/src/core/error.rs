@@ -30,6 +30,10 @@ pub enum CoreError {
     ShutdownTimeout { name: String, secs: u64 },
     #[error("Domain '{name}': {error}")]
     Driver { name: String, error: DriverError },
+    #[error(
+        "Domain '{name}' runs on host {host}; connect to that host's vmgated (vmgate -c qemu+tls://{host}/system)"
+    )]
+    OnAnotherHost { name: String, host: String },
     #[error("Domain '{name}': {message}")]
     Console { name: String, message: String },
     #[error("Domain '{0}' has no console: it is shut off or its definition has no [graphics]")]
@@ -47,4 +51,18 @@ pub enum CoreError {
     ConsoleState(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl CoreError {
+    /// The guest stopped before the operation reached it: the caller's view was stale, the
+    /// daemon is not broken.
+    pub fn guest_gone(&self) -> bool {
+        matches!(
+            self,
+            CoreError::Driver {
+                error: DriverError::Gone,
+                ..
+            }
+        )
+    }
 }

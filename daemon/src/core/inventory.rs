@@ -21,19 +21,17 @@ use vmgate_config::domain::{DomainDef, check_socket_path};
 
 use super::{
     CoreError,
-    audit::AuditLog,
     events::{DomainEvent, EventBus, EventKind},
     state::{DomainState, Operation, StateReason},
+    views::DisplayAddress,
 };
 use crate::{
+    audit_log::AuditLog,
     auth::users::UserDb,
     driver::{Driver, Guest},
     shutdown::Shutdown,
     store::{DomainRecord, Store, StoredRule},
-    vnc::{
-        gateway::{ConsoleAddress, Gateway},
-        settings::VncServices,
-    },
+    vnc::{gateway::Gateway, settings::VncServices},
 };
 
 /// What the manager needs to know about the host, and the services it hands guests.
@@ -70,7 +68,25 @@ pub struct DomainView {
     /// Zero in `list`'s views, which do not show it.
     pub cpu_time: Duration,
     /// Where the console listens, while the guest runs with one.
-    pub display: Option<ConsoleAddress>,
+    pub display: Option<DisplayAddress>,
+}
+
+/// A domain one API call names, found once (by id, then UUID, then name, as virsh does):
+/// what a permission check needs to know of it, and the host it runs on. Every operation
+/// on one domain takes a `Target`, so the key the caller gave is not looked up again and
+/// a rename in between cannot swap the domain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub uuid: Uuid,
+    pub name: String,
+    pub host: GuestHost,
+}
+
+/// Where a domain runs: on this host, or on another host of a fleet sharing one database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuestHost {
+    Local,
+    Peer(String),
 }
 
 /// Owns every domain.
@@ -175,7 +191,7 @@ impl Slot {
                 .run
                 .as_ref()
                 .and_then(|run| run.gateway.as_ref())
-                .map(|g| g.address().clone()),
+                .map(|g| DisplayAddress::from(g.address())),
         }
     }
 
@@ -281,6 +297,37 @@ impl Manager {
         Ok(self.resolve(key)?.view())
     }
 
+    /// The domain `key` names, found once for a call on it (see [`Target`]).
+    pub fn find_target(&self, key: &str) -> Result<Target, CoreError> {
+        let slot = self.resolve(key)?;
+        let name = slot.data().def.name.clone();
+        Ok(Target {
+            uuid: slot.uuid,
+            name,
+            host: GuestHost::Local,
+        })
+    }
+
+    /// The slot of a target on this host. A domain undefined since it was found is gone,
+    /// even if another has taken its name meanwhile.
+    pub(super) fn slot_of(&self, target: &Target) -> Result<Arc<Slot>, CoreError> {
+        if let GuestHost::Peer(host) = &target.host {
+            return Err(CoreError::OnAnotherHost {
+                name: target.name.clone(),
+                host: host.clone(),
+            });
+        }
+        self.inventory()
+            .by_uuid
+            .get(&target.uuid)
+            .cloned()
+            .ok_or_else(|| CoreError::NoDomain(target.name.clone()))
+    }
+
+    pub fn view(&self, target: &Target) -> Result<DomainView, CoreError> {
+        Ok(self.slot_of(target)?.view())
+    }
+
     /// Running guests first by id, then the others by name, as `virsh list --all` orders them.
     pub fn list(&self, filter: ListFilter) -> Vec<DomainView> {
         let mut views: Vec<DomainView> = self
@@ -299,8 +346,8 @@ impl Manager {
     }
 
     /// The persistent definition as TOML, with or without secrets.
-    pub fn definition(&self, key: &str, include_secrets: bool) -> Result<String, CoreError> {
-        let slot = self.resolve(key)?;
+    pub fn definition(&self, target: &Target, include_secrets: bool) -> Result<String, CoreError> {
+        let slot = self.slot_of(target)?;
         let mut def = slot.data().def.clone();
         def.uuid = Some(slot.uuid);
         Ok(def.to_toml(include_secrets))
@@ -311,9 +358,7 @@ impl Manager {
     /// one whose name define now refuses (all digits, or a UUID): given its UUID and a new
     /// name, that shut-off domain takes the new name and keeps its UUID, ACL and autostart.
     /// Returns the domain and whether it is new.
-    pub async fn define(&self, text: &str, source: &str) -> Result<(DomainView, bool), CoreError> {
-        let mut def = DomainDef::parse(text, source)
-            .map_err(|e| CoreError::InvalidDefinition(e.to_string()))?;
+    pub async fn define(&self, mut def: DomainDef) -> Result<(DomainView, bool), CoreError> {
         self.check_derived_paths(&def)?;
         self.check_console(&def)?;
         let _define = self.define_lock.lock().await;
@@ -405,8 +450,8 @@ impl Manager {
     }
 
     /// Removes a shut-off domain's definition.
-    pub async fn undefine(&self, key: &str) -> Result<DomainView, CoreError> {
-        let slot = self.resolve(key)?;
+    pub async fn undefine(&self, target: &Target) -> Result<DomainView, CoreError> {
+        let slot = self.slot_of(target)?;
         let _op = slot.op.lock().await;
         slot.check(Operation::Undefine)?;
         let _define = self.define_lock.lock().await;
@@ -421,8 +466,12 @@ impl Manager {
         Ok(view)
     }
 
-    pub async fn set_autostart(&self, key: &str, enable: bool) -> Result<DomainView, CoreError> {
-        let slot = self.resolve(key)?;
+    pub async fn set_autostart(
+        &self,
+        target: &Target,
+        enable: bool,
+    ) -> Result<DomainView, CoreError> {
+        let slot = self.slot_of(target)?;
         let _op = slot.op.lock().await;
         self.store.set_autostart(slot.uuid, enable).await?;
         slot.data().autostart = enable;

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     CoreError, DomainView, Manager,
     events::{EventBus, EventKind},
-    inventory::{Run, Slot},
+    inventory::{Run, Slot, Target},
     state::{DomainState, Operation, StateReason},
 };
 use crate::{
@@ -170,8 +170,8 @@ pub(super) fn stop_detail(cause: StopCause) -> &'static str {
 }
 
 impl Manager {
-    pub async fn start(&self, key: &str) -> Result<DomainView, CoreError> {
-        let slot = self.resolve(key)?;
+    pub async fn start(&self, target: &Target) -> Result<DomainView, CoreError> {
+        let slot = self.slot_of(target)?;
         let _op = slot.op.lock().await;
         slot.check(Operation::Start)?;
         let def = slot.data().def.clone();
@@ -194,7 +194,7 @@ impl Manager {
             return Err(e);
         }
         self.remember_run(&slot).await;
-        tracing::info!(domain = %key, id, "domain started");
+        tracing::info!(domain = %target.name, id, "domain started");
         self.events.publish(
             &slot.data().def.name,
             slot.uuid,
@@ -313,8 +313,8 @@ impl Manager {
     }
 
     /// Runs `action` on the running guest and applies its outcome.
-    pub async fn act(&self, key: &str, action: GuestAction) -> Result<DomainView, CoreError> {
-        let slot = self.resolve(key)?;
+    pub async fn act(&self, target: &Target, action: GuestAction) -> Result<DomainView, CoreError> {
+        let slot = self.slot_of(target)?;
         self.act_on(&slot, action).await?;
         Ok(slot.view())
     }
@@ -323,10 +323,10 @@ impl Manager {
     /// destroying it then when `force`). The domain is not locked while waiting.
     pub async fn shutdown(
         &self,
-        key: &str,
+        target: &Target,
         wait: Option<ShutdownWait>,
     ) -> Result<DomainView, CoreError> {
-        let slot = self.resolve(key)?;
+        let slot = self.slot_of(target)?;
         let mut status = self.act_on(&slot, GuestAction::Shutdown).await?;
         let Some(wait) = wait else {
             return Ok(slot.view());
@@ -340,7 +340,7 @@ impl Manager {
         match tokio::time::timeout(wait.timeout, stopped).await {
             Ok(()) => {}
             Err(_) if wait.force => {
-                tracing::warn!(domain = %key, "shutdown timed out; destroying");
+                tracing::warn!(domain = %target.name, "shutdown timed out; destroying");
                 match self.act_on(&slot, GuestAction::Destroy).await {
                     Ok(_) | Err(CoreError::WrongState { .. }) => {}
                     Err(e) => return Err(e),
@@ -426,7 +426,11 @@ impl Manager {
     /// Starts every shut-off domain marked autostart; a failure is logged, not fatal.
     pub async fn autostart(&self) {
         for name in self.autostart_candidates() {
-            match self.start(&name).await {
+            let started = match self.find_target(&name) {
+                Ok(target) => self.start(&target).await,
+                Err(e) => Err(e),
+            };
+            match started {
                 Ok(view) => tracing::info!(domain = %name, id = ?view.id, "autostarted"),
                 Err(e) => tracing::error!(domain = %name, "autostart failed: {e}"),
             }

@@ -3,7 +3,6 @@
 //! through a `driver`. It knows nothing of gRPC: `rpc` converts requests into calls here.
 
 pub mod access;
-pub mod audit;
 pub mod console;
 mod error;
 pub mod events;
@@ -11,7 +10,9 @@ mod inventory;
 mod lifecycle;
 mod reattach;
 pub mod state;
+mod views;
 
 pub use error::CoreError;
-pub use inventory::{DomainView, ListFilter, Manager, ManagerOptions};
+pub use inventory::{DomainView, GuestHost, ListFilter, Manager, ManagerOptions, Target};
 pub use lifecycle::{GuestAction, ShutdownWait};
+pub use views::{ConsoleRule, DisplayAddress, SessionView};

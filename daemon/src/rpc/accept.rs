@@ -400,7 +400,8 @@ mod tests {
             logged: Occasional::new(),
             stop: CancellationToken::new(),
         };
-        let status = tonic::Status::resource_exhausted("Too many clients (max_clients = 1)");
+        let status =
+            crate::rpc::status::too_many_clients("Too many clients (max_clients = 1)".into());
         refusals.refuse(status, async move { Some(server) });
         let (mut sender, connection) = h2::client::handshake(client).await.expect("handshake");
         tokio::spawn(connection);

@@ -30,7 +30,7 @@ use std::{
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-use super::accept::Occasional;
+use super::{accept::Occasional, status};
 use crate::auth::Peer;
 
 /// A connection that has read nothing for this long counts as idle when one must go.
@@ -122,7 +122,7 @@ impl Admission {
                 self.rw_reserve
             )
         };
-        tonic::Status::resource_exhausted(format!(
+        status::too_many_clients(format!(
             "{TOO_MANY_CLIENTS} (max_clients = {} reached{kept}); try again later, or raise \
              max_clients in vmgated.toml",
             self.max_clients

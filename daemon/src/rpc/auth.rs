@@ -1,5 +1,5 @@
 //! The `Auth` service: SASL logins on an API connection. Each step runs off the async
-//! threads (PLAIN runs PBKDF2). The connection's login state comes from the auth layer,
+//! threads (PLAIN runs PBKDF2). The connection's login state comes from `authorize`,
 //! which is also what refuses every other call until the login has succeeded.
 
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use vmgate_proto::v1::{self as pb, auth_server::Auth};
 
+use super::status;
 use crate::auth::{
     login::{ConnLogin, LoginError, Offer},
     sasl::{GSSAPI, SaslError, Step},
@@ -26,32 +27,6 @@ fn login<T>(req: &Request<T>) -> Option<Arc<ConnLogin>> {
         .flatten()
 }
 
-fn status(e: LoginError) -> Status {
-    match e {
-        LoginError::Sasl(SaslError::NotOffered(..)) | LoginError::Refused(_) => {
-            Status::failed_precondition(e.to_string())
-        }
-        LoginError::NotAllowed(_) => Status::permission_denied(e.to_string()),
-        LoginError::NotStarted | LoginError::AlreadyDone => {
-            Status::failed_precondition(e.to_string())
-        }
-        LoginError::Sasl(SaslError::Protocol(_)) => Status::invalid_argument(e.to_string()),
-        // Why Kerberos refused (the ticket's target, the keytab's trouble) is for the log,
-        // not for a client that has not authenticated.
-        LoginError::Sasl(SaslError::Refused(reason)) => {
-            tracing::warn!("API Kerberos login refused: {reason}");
-            Status::unauthenticated(KERBEROS_REFUSED)
-        }
-        LoginError::Sasl(SaslError::Failed) | LoginError::TooManyFailures => {
-            Status::unauthenticated(e.to_string())
-        }
-    }
-}
-
-/// What an API client hears when its Kerberos login is refused.
-const KERBEROS_REFUSED: &str = "Kerberos authentication failed (the daemon's log has the reason; check the ticket with \
-     klist)";
-
 fn reply(step: Step, login: &ConnLogin) -> pb::SaslReply {
     pb::SaslReply {
         has_data: step.output.is_some(),
@@ -68,10 +43,10 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, LoginError> + Send + 'static,
 ) -> Result<T, Status> {
     match tokio::task::spawn_blocking(f).await {
-        Ok(result) => result.map_err(status),
+        Ok(result) => result.map_err(Status::from),
         Err(e) => {
             tracing::error!("an API login step ended abnormally: {e}");
-            Err(status(LoginError::Sasl(SaslError::Failed)))
+            Err(LoginError::Sasl(SaslError::Failed).into())
         }
     }
 }
@@ -101,9 +76,7 @@ impl Auth for AuthService {
 
     async fn start(&self, req: Request<pb::SaslStart>) -> Reply<pb::SaslReply> {
         let Some(login) = login(&req) else {
-            return Err(Status::failed_precondition(
-                "this connection needs no login (its auth setting is \"none\")",
-            ));
+            return Err(status::no_login_needed());
         };
         let req = req.into_inner();
         let input = req.has_data.then_some(req.data);
@@ -115,7 +88,7 @@ impl Auth for AuthService {
 
     async fn step(&self, req: Request<pb::SaslStep>) -> Reply<pb::SaslReply> {
         let Some(login) = login(&req) else {
-            return Err(Status::failed_precondition("no login is in progress"));
+            return Err(status::no_login_in_progress());
         };
         let req = req.into_inner();
         let input = req.has_data.then_some(req.data);

@@ -14,21 +14,12 @@ use vmgate_config::{
 };
 
 use crate::{
+    audit::AuditRecord,
     core::{
-        DomainView, ListFilter, access::AclChange, console::SetPassword, events::DomainEvent,
-        state::DomainState,
+        ConsoleRule, DisplayAddress, DomainView, ListFilter, SessionView, access::AclChange,
+        console::SetPassword, events::DomainEvent, state::DomainState,
     },
-    store::StoredRule,
-    vnc::{audit::AuditRecord, gateway::ConsoleAddress, sessions::SessionInfo},
 };
-
-/// The key of a `DomainRef`, which must not be empty.
-pub fn domain_key(r: Option<&pb::DomainRef>) -> Result<&str, Status> {
-    match r.map(|r| r.key.trim()) {
-        Some(key) if !key.is_empty() => Ok(key),
-        _ => Err(invalid("A domain name or UUID is required")),
-    }
-}
 
 /// The event families a listener may ask for, as `EventKind::family` names them.
 pub const EVENT_FAMILIES: &[&str] = &["lifecycle", "reboot", "reset"];
@@ -124,16 +115,16 @@ impl From<&DomainView> for pb::DomainInfo {
     }
 }
 
-impl From<&ConsoleAddress> for pb::Display {
-    fn from(a: &ConsoleAddress) -> pb::Display {
+impl From<&DisplayAddress> for pb::Display {
+    fn from(a: &DisplayAddress) -> pb::Display {
         match a {
-            ConsoleAddress::Tcp(addr) => pb::Display {
+            DisplayAddress::Tcp(addr) => pb::Display {
                 kind: "vnc".into(),
                 host: addr.ip().to_string(),
                 port: addr.port().into(),
                 socket_path: String::new(),
             },
-            ConsoleAddress::Unix(path) => pb::Display {
+            DisplayAddress::Unix(path) => pb::Display {
                 kind: "vnc".into(),
                 host: String::new(),
                 port: 0,
@@ -143,8 +134,8 @@ impl From<&ConsoleAddress> for pb::Display {
     }
 }
 
-impl From<&SessionInfo> for pb::Session {
-    fn from(s: &SessionInfo) -> pb::Session {
+impl From<&SessionView> for pb::Session {
+    fn from(s: &SessionView) -> pb::Session {
         pb::Session {
             id: s.id,
             client: s.client.clone(),
@@ -174,8 +165,8 @@ impl From<&AuditRecord> for pb::AuditRecord {
     }
 }
 
-impl From<&StoredRule> for pb::AclRule {
-    fn from(r: &StoredRule) -> pb::AclRule {
+impl From<&ConsoleRule> for pb::AclRule {
+    fn from(r: &ConsoleRule) -> pb::AclRule {
         pb::AclRule {
             id: r.id,
             kind: r.rule.kind.as_str().to_owned(),

@@ -1,18 +1,17 @@
-//! The `Domain` service: each method converts its request, calls the core, and converts
-//! the answer back. Permissions were checked by the auth layer before any of this runs.
+//! The `Domain` service: each handler converts its request, calls the core, and converts
+//! the answer back. `authorize` checked the call before any of this runs, and a call on one
+//! domain gets that domain already found and checked ([`Granted`]).
 //! `Events` hands its stream to the relay in `events`, which ends it at shutdown.
 
 use std::{sync::Arc, time::Duration};
 
 use tonic::{Request, Response, Status};
-use vmgate_config::limits::MAX_DEFINITION_BYTES;
 use vmgate_proto::v1::{self as pb, domain_server::Domain};
 
 use super::{
-    convert::{domain_key, event_family},
+    authorize::{Granted, GrantedDefinition, domain_key, routes, visible},
+    convert::event_family,
     events::{self, EventFilter, EventStream},
-    guard,
-    status::invalid,
 };
 use crate::{
     auth::access::CallAccess,
@@ -31,78 +30,80 @@ pub struct DomainService {
 
 type Reply<T> = Result<Response<T>, Status>;
 
-impl DomainService {
-    async fn act(&self, req: Request<pb::DomainRef>, action: GuestAction) -> Reply<pb::DomainInfo> {
-        let key = guard::domain(&req, &self.manager, Some(req.get_ref())).await?;
-        let view = self.manager.act(&key, action).await?;
-        Ok(Response::new((&view).into()))
+routes! {
+    impl Domain for DomainService {
+        type EventsStream = EventStream;
+        domain {
+            undefine(pb::DomainRef) -> pb::Empty;
+            lookup(pb::DomainRef) -> pb::DomainSummary;
+            info(pb::DomainRef) -> pb::DomainInfo;
+            start(pb::DomainRef) -> pb::DomainInfo;
+            shutdown(pb::ShutdownRequest) -> pb::DomainInfo;
+            destroy(pb::DomainRef) -> pb::DomainInfo;
+            reboot(pb::DomainRef) -> pb::DomainInfo;
+            reset(pb::DomainRef) -> pb::DomainInfo;
+            suspend(pb::DomainRef) -> pb::DomainInfo;
+            resume(pb::DomainRef) -> pb::DomainInfo;
+            set_autostart(pb::AutostartRequest) -> pb::DomainSummary;
+            get_definition(pb::DomainRef) -> pb::Definition;
+            get_secure_definition(pb::DomainRef) -> pb::Definition;
+        }
+        define {
+            define(pb::DefineRequest) -> pb::DefineReply;
+        }
+        open {
+            list(pb::ListRequest) -> pb::ListReply;
+            events(pb::EventsRequest) -> EventStream;
+        }
     }
 }
 
-#[tonic::async_trait]
-impl Domain for DomainService {
-    type EventsStream = EventStream;
+impl DomainService {
+    async fn act(&self, domain: Granted, action: GuestAction) -> Reply<pb::DomainInfo> {
+        let view = self.manager.act(domain.target(), action).await?;
+        Ok(Response::new((&view).into()))
+    }
 
-    async fn define(&self, req: Request<pb::DefineRequest>) -> Reply<pb::DefineReply> {
-        let access = req.extensions().get::<CallAccess>().cloned();
-        let req = req.into_inner();
-        if req.toml.len() > MAX_DEFINITION_BYTES {
-            return Err(invalid(format!(
-                "The definition is {} bytes; at most {MAX_DEFINITION_BYTES} are accepted",
-                req.toml.len()
-            )));
-        }
-        let source = if req.source.is_empty() {
-            "definition"
-        } else {
-            &req.source
-        };
-        if let Some(access) = access {
-            guard::definition(&access, &self.manager, &req.toml, source).await?;
-        }
-        let (view, created) = self.manager.define(&req.toml, source).await?;
+    async fn define(&self, def: GrantedDefinition) -> Reply<pb::DefineReply> {
+        let (view, created) = self.manager.define(def.into_def()).await?;
         Ok(Response::new(pb::DefineReply {
             domain: Some((&view).into()),
             created,
         }))
     }
 
-    async fn undefine(&self, req: Request<pb::DomainRef>) -> Reply<pb::Empty> {
-        let key = guard::domain(&req, &self.manager, Some(req.get_ref())).await?;
-        self.manager.undefine(&key).await?;
+    async fn undefine(&self, domain: Granted, _: Request<pb::DomainRef>) -> Reply<pb::Empty> {
+        self.manager.undefine(domain.target()).await?;
         Ok(Response::new(pb::Empty {}))
     }
 
     async fn list(&self, req: Request<pb::ListRequest>) -> Reply<pb::ListReply> {
         let filter = req.get_ref().filter();
-        let mut views = self.manager.list(filter.into());
-        if let Some(access) = req.extensions().get::<CallAccess>() {
-            views = guard::visible(access, views).await?;
-        }
+        let views = visible(&req, self.manager.list(filter.into())).await?;
         let domains = views.iter().map(Into::into).collect();
         Ok(Response::new(pb::ListReply { domains }))
     }
 
-    async fn lookup(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainSummary> {
-        let key = guard::domain(&req, &self.manager, Some(req.get_ref())).await?;
-        let view = self.manager.lookup(&key)?;
+    async fn lookup(&self, domain: Granted, _: Request<pb::DomainRef>) -> Reply<pb::DomainSummary> {
+        let view = self.manager.view(domain.target())?;
         Ok(Response::new((&view).into()))
     }
 
-    async fn info(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
-        let key = guard::domain(&req, &self.manager, Some(req.get_ref())).await?;
-        let view = self.manager.lookup(&key)?;
+    async fn info(&self, domain: Granted, _: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
+        let view = self.manager.view(domain.target())?;
         Ok(Response::new((&view).into()))
     }
 
-    async fn start(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
-        let key = guard::domain(&req, &self.manager, Some(req.get_ref())).await?;
-        let view = self.manager.start(&key).await?;
+    async fn start(&self, domain: Granted, _: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
+        let view = self.manager.start(domain.target()).await?;
         Ok(Response::new((&view).into()))
     }
 
-    async fn shutdown(&self, req: Request<pb::ShutdownRequest>) -> Reply<pb::DomainInfo> {
-        let key = guard::domain(&req, &self.manager, req.get_ref().domain.as_ref()).await?;
+    async fn shutdown(
+        &self,
+        domain: Granted,
+        req: Request<pb::ShutdownRequest>,
+    ) -> Reply<pb::DomainInfo> {
         let req = req.into_inner();
         let wait = req.wait.then(|| ShutdownWait {
             timeout: match req.timeout_secs {
@@ -111,52 +112,61 @@ impl Domain for DomainService {
             },
             force: req.force,
         });
-        let view = self.manager.shutdown(&key, wait).await?;
+        let view = self.manager.shutdown(domain.target(), wait).await?;
         Ok(Response::new((&view).into()))
     }
 
-    async fn destroy(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
-        self.act(req, GuestAction::Destroy).await
+    async fn destroy(&self, domain: Granted, _: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
+        self.act(domain, GuestAction::Destroy).await
     }
 
-    async fn reboot(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
-        self.act(req, GuestAction::Reboot).await
+    async fn reboot(&self, domain: Granted, _: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
+        self.act(domain, GuestAction::Reboot).await
     }
 
-    async fn reset(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
-        self.act(req, GuestAction::Reset).await
+    async fn reset(&self, domain: Granted, _: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
+        self.act(domain, GuestAction::Reset).await
     }
 
-    async fn suspend(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
-        self.act(req, GuestAction::Suspend).await
+    async fn suspend(&self, domain: Granted, _: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
+        self.act(domain, GuestAction::Suspend).await
     }
 
-    async fn resume(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
-        self.act(req, GuestAction::Resume).await
+    async fn resume(&self, domain: Granted, _: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
+        self.act(domain, GuestAction::Resume).await
     }
 
-    async fn set_autostart(&self, req: Request<pb::AutostartRequest>) -> Reply<pb::DomainSummary> {
-        let key = guard::domain(&req, &self.manager, req.get_ref().domain.as_ref()).await?;
+    async fn set_autostart(
+        &self,
+        domain: Granted,
+        req: Request<pb::AutostartRequest>,
+    ) -> Reply<pb::DomainSummary> {
         let view = self
             .manager
-            .set_autostart(&key, req.get_ref().enable)
+            .set_autostart(domain.target(), req.get_ref().enable)
             .await?;
         Ok(Response::new((&view).into()))
     }
 
-    async fn get_definition(&self, req: Request<pb::DomainRef>) -> Reply<pb::Definition> {
-        let key = guard::domain(&req, &self.manager, Some(req.get_ref())).await?;
-        let toml = self.manager.definition(&key, false)?;
+    async fn get_definition(
+        &self,
+        domain: Granted,
+        _: Request<pb::DomainRef>,
+    ) -> Reply<pb::Definition> {
+        let toml = self.manager.definition(domain.target(), false)?;
         Ok(Response::new(pb::Definition { toml }))
     }
 
-    async fn get_secure_definition(&self, req: Request<pb::DomainRef>) -> Reply<pb::Definition> {
-        let key = guard::domain(&req, &self.manager, Some(req.get_ref())).await?;
-        let toml = self.manager.definition(&key, true)?;
+    async fn get_secure_definition(
+        &self,
+        domain: Granted,
+        _: Request<pb::DomainRef>,
+    ) -> Reply<pb::Definition> {
+        let toml = self.manager.definition(domain.target(), true)?;
         Ok(Response::new(pb::Definition { toml }))
     }
 
-    async fn events(&self, req: Request<pb::EventsRequest>) -> Reply<Self::EventsStream> {
+    async fn events(&self, req: Request<pb::EventsRequest>) -> Reply<EventStream> {
         // Subscribed before the lookup, so nothing published once the domain is found is
         // missed; the client sees the stream open only after both.
         let receiver = self.manager.subscribe_events();

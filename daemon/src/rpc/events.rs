@@ -16,7 +16,7 @@ use tonic::Status;
 use uuid::Uuid;
 use vmgate_proto::v1 as pb;
 
-use super::convert::events_lost;
+use super::{convert::events_lost, status::shutting_down};
 use crate::{
     auth::{access::CallAccess, permissions::DOMAIN_GETATTR},
     core::events::DomainEvent,
@@ -80,15 +80,11 @@ async fn visible(access: Option<&CallAccess>, event: &DomainEvent) -> bool {
     let uuid = event.uuid.to_string();
     match access.allows(DOMAIN_GETATTR, &event.domain, &uuid).await {
         Ok(allowed) => allowed,
-        Err(status) => {
-            tracing::warn!("event of {} withheld: {}", event.domain, status.message());
+        Err(e) => {
+            tracing::warn!("event of {} withheld: {e}", event.domain);
             false
         }
     }
-}
-
-fn shutting_down() -> Status {
-    Status::unavailable("vmgated is shutting down")
 }
 
 async fn relay(

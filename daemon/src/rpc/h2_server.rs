@@ -266,7 +266,7 @@ async fn serve_call(
         };
         match tokio::time::timeout(deadline, call).await {
             Ok(answered) => answered,
-            Err(_) => Ok(tonic::Status::cancelled("Timeout expired").into_http()),
+            Err(_) => Ok(super::status::deadline_passed().into_http()),
         }
     });
     let answered = poll_fn(|cx| {

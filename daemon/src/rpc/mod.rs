@@ -1,21 +1,23 @@
-//! Transport only: the listeners (UNIX sockets in `listen`, TLS in `tls_listen`, plain
-//! TCP in `tcp_listen`, sharing the client limits of `admission` and the accept helpers of
+//! The API: the listeners (UNIX sockets in `listen`, TLS in `tls_listen`, plain TCP in
+//! `tcp_listen`, sharing the client limits of `admission` and the accept helpers of
 //! `accept`, all yielding `conn::ApiConn`s to `serve`, which marks the connections that
-//! must log in with SASL first and serves each over HTTP/2 in `h2_server`), the dispatch to the services (`router`), one file per gRPC service (with
-//! the event relay behind `Domain.Events` in `events`), the error -> status mapping and the
-//! wire conversions. Nothing here touches the store, the driver or the filesystem beyond
-//! the sockets themselves (TLS files are read by `tls`).
+//! must log in with SASL first and serves each over HTTP/2 in `h2_server`); authorization
+//! at one point (`authorize`); the dispatch to the services (`router`); one file per gRPC
+//! service (with the event relay behind `Domain.Events` in `events`); every gRPC status
+//! (`status`); and the wire conversions (`convert`). It calls only the core's API and
+//! names only the core's types: never the store, the driver or the gateway, and it touches
+//! no file beyond the sockets themselves (TLS files are read by `tls`).
 
 pub mod accept;
 mod admin;
 pub mod admission;
 mod auth;
+pub mod authorize;
 pub mod conn;
 mod console;
 mod convert;
 mod domain;
 mod events;
-mod guard;
 pub mod h2_server;
 pub mod listen;
 mod router;
@@ -34,7 +36,7 @@ use vmgate_proto::v1::{
 
 use crate::{
     auth::{
-        AuthLayer, Peer,
+        Peer,
         access::{AccessDriver, ConnPolkit},
         login::Logins,
         polkit::Polkit,
@@ -45,6 +47,7 @@ use crate::{
 };
 use accept::Entrance;
 use admission::{Admission, Source};
+use authorize::AuthorizeLayer;
 use listen::BoundSocket;
 use tls_listen::TlsListener;
 
@@ -198,14 +201,15 @@ pub async fn serve(
 /// PAC is tens of KiB.
 const MAX_AUTH_MESSAGE: usize = 256 * 1024;
 
-/// The five services behind the auth layer; `access` is the polkit access driver, if on.
+/// The five services behind the authorization layer; `access` is the polkit access
+/// driver, if on.
 fn api_calls(
     manager: Arc<Manager>,
     access: Option<Arc<AccessDriver>>,
     reloader: Reloader,
     shutdown: &Shutdown,
 ) -> impl h2_server::Calls {
-    AuthLayer { access }.layer(router::Services {
+    AuthorizeLayer { access }.layer(router::Services {
         domain: DomainServer::new(domain::DomainService {
             manager: manager.clone(),
             shutdown: shutdown.clone(),

@@ -18,6 +18,7 @@ use super::{
     auth::{AuthServer, AuthService},
     console::ConsoleService,
     domain::DomainService,
+    status,
     users::{UsersServer, UsersService},
 };
 
@@ -55,10 +56,7 @@ impl Service<http::Request<Body>> for Services {
             <AuthServer<AuthService> as NamedService>::NAME => self.auth.call(req),
             <AdminServer<AdminService> as NamedService>::NAME => self.admin.call(req),
             _ => {
-                let status = tonic::Status::unimplemented(format!(
-                    "Unknown service in {}; is the client newer than this vmgated?",
-                    req.uri().path()
-                ));
+                let status = status::unknown_service(req.uri().path());
                 Box::pin(std::future::ready(Ok(status.into_http())))
             }
         }

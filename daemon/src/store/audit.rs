@@ -1,4 +1,4 @@
-//! Console audit rows: the records `core::audit` hands over in batches, read back per
+//! Console audit rows: the records `audit_log` hands over in batches, read back per
 //! domain over a time range, and pruned by age and by count. Times are stored as
 //! milliseconds since the epoch, so sub-millisecond precision is lost on the way through.
 //! What goes into a record (and that no secret does) is the gateway's business, not this
@@ -9,7 +9,7 @@ use sqlx::{Row, any::AnyRow};
 use time::OffsetDateTime;
 
 use super::{Store, StoreError};
-use crate::vnc::audit::{AuditEvent, AuditRecord};
+use crate::audit::{AuditEvent, AuditRecord};
 
 /// Rows deleted per statement when pruning, so a large backlog (the first start after a
 /// long downtime) does not hold SQLite's write lock for long and stall the audit writer.

@@ -1,10 +1,9 @@
 //! Consoles. `rfb` is the `vmgate-rfb` crate, the pure RFB (RFC 6143) wire code, re-exported
 //! here: shared by the per-guest gateway, the test driver's framebuffer server, the fuzz
 //! targets, and the tests and benchmarks that act as clients.
-//! `audit` is what the gateway reports; `source` and `throttle` are the brute-force lockout;
-//! `ports` is console autoport.
+//! The gateway reports to an `audit::AuditSink`; `source` and `throttle` are the
+//! brute-force lockout; `ports` is console autoport.
 
-pub mod audit;
 pub mod gateway;
 pub mod password;
 pub mod ports;

@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 use vmgate_config::{AclDefault, Config, Secret};
 
 use crate::{
+    audit::AuditSink,
     auth::{
         sasl::{KerberosService, SaslServer},
         users::UserDb,
@@ -17,7 +18,6 @@ use crate::{
 };
 
 use super::{
-    audit::AuditSink,
     gateway::SourceGates,
     ports::PortAllocator,
     throttle::{Throttle, ThrottleConfig},

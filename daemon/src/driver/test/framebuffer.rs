@@ -15,7 +15,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use tokio::sync::watch;
 
-use crate::vnc::rfb::Rect;
+use vmgate_rfb::Rect;
 
 pub const WIDTH: u16 = 640;
 pub const HEIGHT: u16 = 480;

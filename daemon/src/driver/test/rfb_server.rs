@@ -19,8 +19,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use super::framebuffer::FramebufferHandle;
-use crate::vnc::rfb::io::RfbStream;
-use crate::vnc::rfb::{
+use vmgate_rfb::io::RfbStream;
+use vmgate_rfb::{
     ClientInit, ClientMessage, MAX_CLIENT_MESSAGE_LEN, PixelConverter, PixelFormat,
     ProtocolVersion, Rect, RfbError, SecurityResult, SecurityType, ServerInit,
     decode_client_message, encode_raw_rect_with, encode_security_type_v3_3, encode_security_types,
@@ -259,8 +259,8 @@ mod tests {
 
     use super::super::framebuffer::{BACKGROUND, HEIGHT, TICK_BAND, WIDTH};
     use super::*;
-    use crate::vnc::rfb::io::{ClientSession, client_handshake};
-    use crate::vnc::rfb::{
+    use vmgate_rfb::io::{ClientSession, client_handshake};
+    use vmgate_rfb::{
         ClientConfig, MAX_UPDATE_BYTES, RectPayload, Rectangle, ServerMessage,
         decode_server_message,
     };

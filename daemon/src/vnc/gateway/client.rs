@@ -18,9 +18,9 @@ use super::{
     relay::{RelayEnd, open_backend, relay},
 };
 use crate::{
+    audit::{AuditEvent, AuditRecord},
     driver::ConsoleStream,
     vnc::{
-        audit::{AuditEvent, AuditRecord},
         rfb::{ProtocolVersion, encode_security_failure, io::RfbStream},
         sessions::Joining,
         source::Source,

@@ -34,13 +34,15 @@ use self::{
     pending::{Admitted, PendingLimits, PendingSet},
 };
 use super::{
-    audit::{AuditEvent, AuditRecord},
     password::PasswordState,
     sessions::{Credential, CutReason, SessionInfo, SessionRegistry},
     settings::VncServices,
     source::Source,
 };
-use crate::driver::{ConsoleBackend, ConsoleStream};
+use crate::{
+    audit::{AuditEvent, AuditRecord},
+    driver::{ConsoleBackend, ConsoleStream},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {

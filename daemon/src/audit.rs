@@ -1,7 +1,7 @@
 //! Console audit records: what the gateway reports (connects, auth results, lockouts,
 //! disconnects, revocations, password and ACL changes; `flood-summary` is the audit's own)
-//! and the `AuditSink` it reports to.
-//! The gateway only emits records; `core` implements the sink (database + tracing).
+//! and the `AuditSink` it reports to. A leaf: the gateway and the core make records, the
+//! store keeps them, and `audit_log` implements the sink (spool, database, tracing).
 
 use std::fmt;
 

@@ -1,7 +1,7 @@
 //! The audit spool: a bounded, durable queue of audit records on local disk, between the
 //! gateways that report records and the database that keeps them. It owns the files in
 //! its directory (`<state_dir>/audit-spool`, 0700; files 0600) and nothing else: no SQL,
-//! no tracing of the records themselves. The writer in `core::audit` drains it into the
+//! no tracing of the records themselves. The writer in `audit_log` drains it into the
 //! database; the fleet reuses it while its database is unreachable.
 //!
 //! Records go into append-only segment files, `<seq>.seg`, each a header (magic, the
@@ -34,7 +34,7 @@ use sha2_10::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::vnc::audit::{AuditEvent, AuditRecord};
+use crate::audit::{AuditEvent, AuditRecord};
 
 /// The spool's directory under `state_dir`.
 pub const SPOOL_DIR: &str = "audit-spool";

@@ -46,9 +46,9 @@ use self::{
     spool::{Segment, Spool},
 };
 use crate::{
+    audit::{AuditRecord, AuditSink},
     shutdown::Shutdown,
     store::{Store, StoreError, unix_ms},
-    vnc::audit::{AuditRecord, AuditSink},
 };
 
 /// After shutdown, the writer stops once no record has come for this long...

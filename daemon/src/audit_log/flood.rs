@@ -33,7 +33,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::spool::rfc3339;
-use crate::vnc::audit::{AuditEvent, AuditRecord};
+use crate::audit::{AuditEvent, AuditRecord};
 
 /// Records before login kept one by one per source and [`PERIOD`]; the rest are counted.
 pub const RATE: u32 = 30;

@@ -5,7 +5,7 @@
 use time::Duration as TimeDelta;
 
 use super::*;
-use crate::vnc::audit::AuditEvent;
+use crate::audit::AuditEvent;
 
 /// A store in a temporary directory, and audit options with the spool beside it.
 async fn temp_store() -> (Store, AuditOptions, tempfile::TempDir) {

@@ -1,0 +1,298 @@
+//! The tests that keep the daemon's layers: every `crate::` path a module names must be an
+//! edge of the table in `lib.rs`'s `# Layout` section (read from there, so the document
+//! and the check cannot drift apart), the table must have no cycle and must cover every
+//! top-level module, and two rules of the API layer hold: `tonic::Status` is built only in
+//! `rpc/status.rs`, and only `rpc/authorize.rs` finds the domain a call names.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    path::{Path, PathBuf},
+};
+
+/// The crate root may wire anything together, the binary names the library by its name,
+/// and this file's examples are not imports.
+const SKIPPED: &[&str] = &["lib.rs", "main.rs", "layers.rs"];
+
+fn src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+/// Every `.rs` file under `dir`, with its path relative to `src`.
+fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .expect("read src")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = fs::read_to_string(&path).expect("read source");
+            let relative = path.strip_prefix(src()).expect("under src");
+            out.push((relative.to_string_lossy().into_owned(), text));
+        }
+    }
+}
+
+/// The text without `//` comments, so a doc comment naming a module is not an import.
+fn code(text: &str) -> String {
+    text.lines()
+        .map(|line| line.split_once("//").map_or(line, |(code, _)| code))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The top-level module a file belongs to: `rpc/authorize.rs` and `rpc.rs` are `rpc`.
+fn module_of(file: &str) -> &str {
+    let first = file.split('/').next().unwrap_or(file);
+    first.strip_suffix(".rs").unwrap_or(first)
+}
+
+/// The identifiers at the top level of a `{...}` group starting at `text[0]`.
+fn group_heads(text: &str) -> Vec<String> {
+    let mut heads = Vec::new();
+    let mut depth = 0;
+    let mut at_item_start = true;
+    let mut ident = String::new();
+    for c in text.chars() {
+        match c {
+            '{' => {
+                depth += 1;
+                if depth == 1 {
+                    at_item_start = true;
+                }
+            }
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    if !ident.is_empty() {
+                        heads.push(ident);
+                    }
+                    break;
+                }
+            }
+            ',' if depth == 1 => {
+                if !ident.is_empty() {
+                    heads.push(std::mem::take(&mut ident));
+                }
+                at_item_start = true;
+            }
+            c if depth == 1 && at_item_start && (c.is_alphanumeric() || c == '_') => ident.push(c),
+            c if depth == 1 && at_item_start && !c.is_whitespace() => {
+                if !ident.is_empty() {
+                    heads.push(std::mem::take(&mut ident));
+                }
+                at_item_start = false;
+            }
+            _ => {}
+        }
+    }
+    heads
+}
+
+/// The top-level modules `text` names through `crate::`.
+fn crate_references(text: &str) -> BTreeSet<String> {
+    let mut named = BTreeSet::new();
+    for (at, _) in text.match_indices("crate::") {
+        // `$crate::` in a macro is this crate too; any other identifier before it is not.
+        let before = text[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let rest = text[at + "crate::".len()..].trim_start();
+        if rest.starts_with('{') {
+            named.extend(group_heads(rest));
+        } else {
+            let ident: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            named.insert(ident);
+        }
+    }
+    named
+}
+
+/// The `# Layout` table: module -> the modules it may import.
+fn layout_table() -> BTreeMap<String, BTreeSet<String>> {
+    let lib = fs::read_to_string(src().join("lib.rs")).expect("read lib.rs");
+    let mut table = BTreeMap::new();
+    for line in lib.lines() {
+        let Some(row) = line.strip_prefix("//! | `") else {
+            continue;
+        };
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let module = cells[0].trim_end_matches('`').to_owned();
+        let imports = cells
+            .get(2)
+            .expect("a row has a module, what it owns and what it may import");
+        let allowed = imports
+            .split(',')
+            .map(|m| m.trim().trim_matches('`').to_owned())
+            .filter(|m| !m.is_empty() && m != "nothing")
+            .collect();
+        table.insert(module, allowed);
+    }
+    table
+}
+
+/// The modules `lib.rs` declares.
+fn declared_modules() -> BTreeSet<String> {
+    let lib = fs::read_to_string(src().join("lib.rs")).expect("read lib.rs");
+    lib.lines()
+        .filter_map(|l| {
+            l.strip_prefix("pub mod ")
+                .or_else(|| l.strip_prefix("mod "))
+        })
+        .filter_map(|l| l.strip_suffix(';'))
+        .filter(|m| *m != "layers")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every import of one top-level module from another, with the file that makes it.
+fn imports() -> Vec<(String, String, String)> {
+    let modules = declared_modules();
+    let mut files = Vec::new();
+    sources(&src(), &mut files);
+    let mut found = Vec::new();
+    for (file, text) in files {
+        if SKIPPED.contains(&file.as_str()) {
+            continue;
+        }
+        let from = module_of(&file).to_owned();
+        for to in crate_references(&code(&text)) {
+            if to != from && modules.contains(&to) {
+                found.push((from.clone(), to, file.clone()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_layout_table_covers_every_module_and_names_only_modules() {
+    let table = layout_table();
+    let modules = declared_modules();
+    let listed: BTreeSet<String> = table.keys().cloned().collect();
+    assert_eq!(
+        listed, modules,
+        "lib.rs's # Layout table and its `mod`s differ"
+    );
+    for (module, allowed) in &table {
+        for target in allowed {
+            assert!(
+                modules.contains(target),
+                "the row of `{module}` names `{target}`, which is no module"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_layout_table_has_no_cycle() {
+    let table = layout_table();
+    // Depth-first, carrying the path walked, from every module.
+    fn walk(
+        table: &BTreeMap<String, BTreeSet<String>>,
+        module: &str,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) {
+        if let Some(at) = path.iter().position(|m| m == module) {
+            panic!(
+                "the layout has a cycle: {} -> {module}",
+                path[at..].join(" -> ")
+            );
+        }
+        if !done.insert(module.to_owned()) {
+            return;
+        }
+        path.push(module.to_owned());
+        for next in table.get(module).into_iter().flatten() {
+            walk(table, next, path, done);
+        }
+        path.pop();
+    }
+    let mut done = BTreeSet::new();
+    for module in table.keys() {
+        walk(&table, module, &mut Vec::new(), &mut done);
+    }
+}
+
+#[test]
+fn every_import_is_an_edge_of_the_layout_table() {
+    let table = layout_table();
+    let outside: Vec<String> = imports()
+        .into_iter()
+        .filter(|(from, to, _)| !table.get(from).is_some_and(|allowed| allowed.contains(to)))
+        .map(|(from, to, file)| format!("{file}: {from} -> {to}"))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "imports outside lib.rs's # Layout table (move the type down, or pass a trait up; \
+         do not add the edge unless the layering says so):\n  {}",
+        outside.join("\n  ")
+    );
+}
+
+#[test]
+fn the_scanner_sees_every_form_of_import() {
+    let text = "use crate::{\n    core::{Manager, Target},\n    store::Store, shutdown\n};\n\
+                fn f() { crate::vnc::rfb::x(); $crate::rpc::y() }\nuse other_crate::tls;";
+    let found: Vec<String> = crate_references(text).into_iter().collect();
+    assert_eq!(found, ["core", "rpc", "shutdown", "store", "vnc"]);
+    assert_eq!(code("let a = 1; // crate::store"), "let a = 1; ");
+}
+
+/// Where a file builds a `tonic::Status` itself (`Status::new`, `Status::internal(...)`).
+fn builds_status(text: &str) -> bool {
+    text.match_indices("Status::").any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let named = text[at + "Status::".len()..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect::<String>();
+        let called = text[at + "Status::".len() + named.len()..].starts_with('(');
+        !before.is_some_and(|c| c.is_alphanumeric() || c == '_') && called && named != "from"
+    })
+}
+
+#[test]
+fn every_grpc_status_is_built_in_rpc_status() {
+    let mut files = Vec::new();
+    sources(&src(), &mut files);
+    let builders: Vec<String> = files
+        .into_iter()
+        .filter(|(file, _)| !["rpc/status.rs", "layers.rs"].contains(&file.as_str()))
+        .filter(|(_, text)| builds_status(&code(text)))
+        .map(|(file, _)| file)
+        .collect();
+    assert!(
+        builders.is_empty(),
+        "tonic::Status built outside rpc/status.rs (add a function there): {builders:?}"
+    );
+    assert!(builds_status("Err(tonic::Status::internal(\"x\"))"));
+    assert!(!builds_status("GuestStatus::Running; Status::from(e)"));
+}
+
+#[test]
+fn only_authorize_finds_the_domain_of_a_call() {
+    let mut files = Vec::new();
+    sources(&src(), &mut files);
+    let finders: Vec<String> = files
+        .into_iter()
+        .filter(|(file, text)| {
+            module_of(file) == "rpc"
+                && file != "rpc/authorize.rs"
+                && code(text).contains(".find_target(")
+        })
+        .map(|(file, _)| file)
+        .collect();
+    assert!(
+        finders.is_empty(),
+        "only rpc/authorize.rs may find a call's domain (handlers get it Granted): {finders:?}"
+    );
+}
