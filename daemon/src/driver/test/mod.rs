@@ -1,6 +1,8 @@
 //! The `test` driver: guests that live inside the daemon, follow the same state machine as
-//! QEMU guests, and own a synthetic framebuffer the VNC gateway serves. For demos and fast
-//! tests; they stop when the daemon stops, as libvirt's test driver guests do.
+//! QEMU guests, and own a synthetic framebuffer the VNC gateway serves. This is product
+//! code, not a test double: `test:///default` is what `config/local.toml` runs, for demos,
+//! for trying vmgate without QEMU, and for fast tests, as libvirt's driver of the same
+//! name is. Its guests stop when the daemon stops, as libvirt's test guests do.
 
 use std::{
     sync::{Arc, Mutex, PoisonError},
