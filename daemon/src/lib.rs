@@ -16,13 +16,16 @@
 //!   lifecycle operations. Never sees tonic.
 //! - `store`: sqlx over SQLite (PostgreSQL later); the only module with SQL.
 //! - `driver`: the `Driver`/`Guest` traits and the drivers (`qemu`, `test`).
+//! - `verb`: the lifecycle verbs (start, shutdown, destroy, ...), one enum that `rpc`,
+//!   `core`'s state machine and the drivers share.
 //! - `vnc`: consoles; `vnc::rfb` re-exports the `vmgate-rfb` crate, the pure RFB wire code.
 //! - `tls`: rustls server configurations from PEM files, client certificate checks.
 //! - `reload`: the registry of TLS configurations that SIGHUP and `Admin.ReloadTls` reload.
 //! - `systemd`: what systemd hands over: activated sockets (by `FileDescriptorName=`) and
 //!   the `Type=notify` readiness socket.
 //!
-//! Dependencies point one way: `rpc -> auth, core`; `core -> store, driver`.
+//! Dependencies point one way: `rpc -> auth, core`; `core -> store, driver`; `verb` is a
+//! leaf that any of them may use.
 
 pub mod args;
 pub mod auth;
@@ -35,6 +38,7 @@ pub mod shutdown;
 pub mod store;
 pub mod systemd;
 pub mod tls;
+pub mod verb;
 pub mod vnc;
 
 use std::sync::Arc;

@@ -23,13 +23,14 @@ use super::{
     CoreError,
     audit::AuditLog,
     events::{DomainEvent, EventBus, EventKind},
-    state::{DomainState, Operation, StateReason},
+    state::{DomainState, StateReason},
 };
 use crate::{
     auth::users::UserDb,
     driver::{Driver, Guest},
     shutdown::Shutdown,
     store::{DomainRecord, Store, StoredRule},
+    verb::Verb,
     vnc::{
         gateway::{ConsoleAddress, Gateway},
         settings::VncServices,
@@ -179,16 +180,16 @@ impl Slot {
         }
     }
 
-    /// Fails with the state's own hint unless the domain's state allows `op`.
-    pub(super) fn check(&self, op: Operation) -> Result<(), CoreError> {
+    /// Fails with the state's own hint unless the domain's state allows `verb`.
+    pub(super) fn check(&self, verb: Verb) -> Result<(), CoreError> {
         let d = self.data();
-        if d.state.allows(op) {
+        if d.state.allows(verb) {
             Ok(())
         } else {
             Err(CoreError::WrongState {
                 name: d.def.name.clone(),
                 state: d.state,
-                op,
+                verb,
             })
         }
     }
@@ -376,7 +377,7 @@ impl Manager {
         def: DomainDef,
     ) -> Result<(DomainView, bool), CoreError> {
         let slot = self.slot(uuid)?;
-        slot.check(Operation::Rename)?;
+        slot.check(Verb::Rename)?;
         let (old, autostart) = {
             let d = slot.data();
             (d.def.name.clone(), d.autostart)
@@ -408,7 +409,7 @@ impl Manager {
     pub async fn undefine(&self, key: &str) -> Result<DomainView, CoreError> {
         let slot = self.resolve(key)?;
         let _op = slot.op.lock().await;
-        slot.check(Operation::Undefine)?;
+        slot.check(Verb::Undefine)?;
         let _define = self.define_lock.lock().await;
         self.store.delete_domain(slot.uuid).await?;
         let view = slot.view();

@@ -14,4 +14,4 @@ pub mod state;
 
 pub use error::CoreError;
 pub use inventory::{DomainView, ListFilter, Manager, ManagerOptions};
-pub use lifecycle::{GuestAction, ShutdownWait};
+pub use lifecycle::ShutdownWait;

@@ -16,8 +16,9 @@ use super::{
 };
 use crate::{
     auth::access::CallAccess,
-    core::{GuestAction, Manager, ShutdownWait},
+    core::{Manager, ShutdownWait},
     shutdown::Shutdown,
+    verb::GuestVerb,
 };
 
 /// How long `shutdown --wait` waits when the caller gives no timeout.
@@ -32,9 +33,9 @@ pub struct DomainService {
 type Reply<T> = Result<Response<T>, Status>;
 
 impl DomainService {
-    async fn act(&self, req: Request<pb::DomainRef>, action: GuestAction) -> Reply<pb::DomainInfo> {
+    async fn act(&self, req: Request<pb::DomainRef>, verb: GuestVerb) -> Reply<pb::DomainInfo> {
         let key = guard::domain(&req, &self.manager, Some(req.get_ref())).await?;
-        let view = self.manager.act(&key, action).await?;
+        let view = self.manager.act(&key, verb).await?;
         Ok(Response::new((&view).into()))
     }
 }
@@ -116,23 +117,23 @@ impl Domain for DomainService {
     }
 
     async fn destroy(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
-        self.act(req, GuestAction::Destroy).await
+        self.act(req, GuestVerb::Destroy).await
     }
 
     async fn reboot(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
-        self.act(req, GuestAction::Reboot).await
+        self.act(req, GuestVerb::Reboot).await
     }
 
     async fn reset(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
-        self.act(req, GuestAction::Reset).await
+        self.act(req, GuestVerb::Reset).await
     }
 
     async fn suspend(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
-        self.act(req, GuestAction::Suspend).await
+        self.act(req, GuestVerb::Suspend).await
     }
 
     async fn resume(&self, req: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
-        self.act(req, GuestAction::Resume).await
+        self.act(req, GuestVerb::Resume).await
     }
 
     async fn set_autostart(&self, req: Request<pb::AutostartRequest>) -> Reply<pb::DomainSummary> {
