@@ -14,14 +14,15 @@
 //!
 //! | module | owns | may import |
 //! |---|---|---|
-//! | `rpc` | the API: listeners, admission, HTTP/2, `authorize` (every permission check), one file per gRPC service, the one error -> status mapping, wire conversions | `core`, `auth`, `audit`, `reload`, `tls`, `shutdown` |
-//! | `core` | the `Manager`: domains, definitions, the state machine, lifecycle, console rules and passwords; hands out its own view types | `vnc`, `driver`, `auth`, `audit_log`, `audit`, `store`, `shutdown` |
+//! | `rpc` | the API: listeners, admission, HTTP/2, `authorize` (every permission check), one file per gRPC service, the one error -> status mapping, wire conversions | `core`, `auth`, `audit`, `verb`, `reload`, `tls`, `shutdown` |
+//! | `core` | the `Manager`: domains, definitions, the state machine, lifecycle, console rules and passwords; hands out its own view types | `vnc`, `driver`, `auth`, `audit_log`, `audit`, `verb`, `store`, `shutdown` |
 //! | `vnc` | the per-guest console gateway: RFB security types, sessions and the ACL decision, lockout, autoport | `driver`, `auth`, `audit`, `reload`, `tls` |
-//! | `driver` | the `Driver`/`Guest` traits, the `qemu` and `test` drivers (the test driver's framebuffer speaks RFB through the `vmgate-rfb` crate) | nothing |
+//! | `driver` | the `Driver`/`Guest` traits, the `qemu` and `test` drivers (the test driver's framebuffer speaks RFB through the `vmgate-rfb` crate) | `verb` |
 //! | `audit_log` | the `AuditSink` the consoles report to: flood summaries, the durable spool, the writer and the pruner | `audit`, `store`, `shutdown` |
 //! | `auth` | who the caller is (peers, SASL and SCRAM logins, the user database), the method -> permission table, polkit | `store` |
 //! | `store` | sqlx over SQLite; the only module with SQL | `audit` |
 //! | `audit` | audit record types and the `AuditSink` trait | nothing |
+//! | `verb` | the lifecycle verbs (start, shutdown, destroy, ...): one enum for the state machine, the core and the drivers | nothing |
 //! | `reload` | the registry of TLS configurations that SIGHUP and `Admin.ReloadTls` reload | `tls` |
 //! | `tls` | rustls server configurations from PEM files, client certificate checks | nothing |
 //! | `systemd` | activated sockets (by `FileDescriptorName=`) and `Type=notify` readiness | `shutdown` |
@@ -44,6 +45,7 @@ pub mod shutdown;
 pub mod store;
 pub mod systemd;
 pub mod tls;
+pub mod verb;
 pub mod vnc;
 
 use std::sync::Arc;

@@ -1,8 +1,8 @@
 //! The core's errors. Each names the domain and the way out; `rpc::status` maps them to
 //! gRPC codes in one place.
 
-use super::state::{DomainState, Operation};
-use crate::{driver::DriverError, store::StoreError};
+use super::state::DomainState;
+use crate::{driver::DriverError, store::StoreError, verb::Verb};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
@@ -18,11 +18,11 @@ pub enum CoreError {
         "UUID {uuid} already belongs to domain '{name}'; a definition cannot rename a domain, remove the uuid line to define a new one"
     )]
     UuidTaken { uuid: uuid::Uuid, name: String },
-    #[error("Cannot {op} domain '{name}': it is {state}; {hint}", hint = state.hint(*op))]
+    #[error("Cannot {verb} domain '{name}': it is {state}; {hint}", hint = state.hint(*verb))]
     WrongState {
         name: String,
         state: DomainState,
-        op: Operation,
+        verb: Verb,
     },
     #[error(
         "Domain '{name}' did not power off within {secs} s; use --force to destroy it after the timeout"

@@ -22,7 +22,7 @@ use vmgate_config::domain::{DomainDef, check_socket_path};
 use super::{
     CoreError,
     events::{DomainEvent, EventBus, EventKind},
-    state::{DomainState, Operation, StateReason},
+    state::{DomainState, StateReason},
     views::DisplayAddress,
 };
 use crate::{
@@ -31,6 +31,7 @@ use crate::{
     driver::{Driver, Guest},
     shutdown::Shutdown,
     store::{DomainRecord, Store, StoredRule},
+    verb::Verb,
     vnc::{gateway::Gateway, settings::VncServices},
 };
 
@@ -195,16 +196,16 @@ impl Slot {
         }
     }
 
-    /// Fails with the state's own hint unless the domain's state allows `op`.
-    pub(super) fn check(&self, op: Operation) -> Result<(), CoreError> {
+    /// Fails with the state's own hint unless the domain's state allows `verb`.
+    pub(super) fn check(&self, verb: Verb) -> Result<(), CoreError> {
         let d = self.data();
-        if d.state.allows(op) {
+        if d.state.allows(verb) {
             Ok(())
         } else {
             Err(CoreError::WrongState {
                 name: d.def.name.clone(),
                 state: d.state,
-                op,
+                verb,
             })
         }
     }
@@ -421,7 +422,7 @@ impl Manager {
         def: DomainDef,
     ) -> Result<(DomainView, bool), CoreError> {
         let slot = self.slot(uuid)?;
-        slot.check(Operation::Rename)?;
+        slot.check(Verb::Rename)?;
         let (old, autostart) = {
             let d = slot.data();
             (d.def.name.clone(), d.autostart)
@@ -453,7 +454,7 @@ impl Manager {
     pub async fn undefine(&self, target: &Target) -> Result<DomainView, CoreError> {
         let slot = self.slot_of(target)?;
         let _op = slot.op.lock().await;
-        slot.check(Operation::Undefine)?;
+        slot.check(Verb::Undefine)?;
         let _define = self.define_lock.lock().await;
         self.store.delete_domain(slot.uuid).await?;
         let view = slot.view();

@@ -1,10 +1,12 @@
-//! Lifecycle operations on domains: start, the guest actions (shutdown, destroy, reboot,
-//! reset, suspend, resume), waiting for a power-off, autostart and the daemon's own stop.
-//! Each operation holds the domain's `op` lock, checks the state machine, asks the driver,
-//! then applies the guest's reported status; a watcher task applies the changes the guest
-//! makes on its own (powering off, crashing, rebooting). Every change is published as a
-//! domain event, and a run is recorded in the store while it lasts (its id, its definition
-//! with the console's port) for a restarted daemon to re-attach to (`reattach`).
+//! Lifecycle operations on domains: start, the verbs a running guest performs (a
+//! `GuestVerb`: shutdown, destroy, reboot, reset, suspend, resume), waiting for a
+//! power-off, autostart and the daemon's own stop. Each operation holds the domain's `op`
+//! lock, checks its verb against the state machine, asks the driver (`Guest::perform` for
+//! a guest's verb), then applies the guest's reported status; a watcher task applies the
+//! changes the guest makes on its own (powering off, crashing, rebooting). Every change is
+//! published as a domain event, and a run is recorded in the store while it lasts (its id,
+//! its definition with the console's port) for a restarted daemon to re-attach to
+//! (`reattach`).
 
 use std::{sync::Arc, time::Duration};
 
@@ -15,38 +17,15 @@ use super::{
     CoreError, DomainView, Manager,
     events::{EventBus, EventKind},
     inventory::{Run, Slot, Target},
-    state::{DomainState, Operation, StateReason},
+    state::{DomainState, StateReason},
 };
 use crate::{
     driver::{Guest, GuestNotice, GuestStatus, StopCause},
     store::{RunRecord, Store, StoredRule},
+    verb::{GuestVerb, Verb},
     vnc::gateway::{ConsoleAddress, Gateway},
 };
 use vmgate_config::domain::DomainDef;
-
-/// An operation on a running guest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GuestAction {
-    Shutdown,
-    Destroy,
-    Reboot,
-    Reset,
-    Suspend,
-    Resume,
-}
-
-impl GuestAction {
-    fn operation(self) -> Operation {
-        match self {
-            GuestAction::Shutdown => Operation::Shutdown,
-            GuestAction::Destroy => Operation::Destroy,
-            GuestAction::Reboot => Operation::Reboot,
-            GuestAction::Reset => Operation::Reset,
-            GuestAction::Suspend => Operation::Suspend,
-            GuestAction::Resume => Operation::Resume,
-        }
-    }
-}
 
 /// How `shutdown` waits for the guest to power off.
 #[derive(Clone, Copy, Debug)]
@@ -173,7 +152,7 @@ impl Manager {
     pub async fn start(&self, target: &Target) -> Result<DomainView, CoreError> {
         let slot = self.slot_of(target)?;
         let _op = slot.op.lock().await;
-        slot.check(Operation::Start)?;
+        slot.check(Verb::Start)?;
         let def = slot.data().def.clone();
         let guest = self
             .driver
@@ -190,7 +169,7 @@ impl Manager {
             .install_run(&slot, id, guest.clone(), def, ConsoleNeed::Required)
             .await;
         if let Err(e) = installed {
-            let _ = guest.destroy().await;
+            let _ = guest.perform(GuestVerb::Destroy).await;
             return Err(e);
         }
         self.remember_run(&slot).await;
@@ -312,10 +291,10 @@ impl Manager {
         .map_err(|e| console_error(e.to_string()))
     }
 
-    /// Runs `action` on the running guest and applies its outcome.
-    pub async fn act(&self, target: &Target, action: GuestAction) -> Result<DomainView, CoreError> {
+    /// Has the running guest perform `verb`, and applies its outcome.
+    pub async fn act(&self, target: &Target, verb: GuestVerb) -> Result<DomainView, CoreError> {
         let slot = self.slot_of(target)?;
-        self.act_on(&slot, action).await?;
+        self.act_on(&slot, verb).await?;
         Ok(slot.view())
     }
 
@@ -327,7 +306,7 @@ impl Manager {
         wait: Option<ShutdownWait>,
     ) -> Result<DomainView, CoreError> {
         let slot = self.slot_of(target)?;
-        let mut status = self.act_on(&slot, GuestAction::Shutdown).await?;
+        let mut status = self.act_on(&slot, GuestVerb::Shutdown).await?;
         let Some(wait) = wait else {
             return Ok(slot.view());
         };
@@ -341,7 +320,7 @@ impl Manager {
             Ok(()) => {}
             Err(_) if wait.force => {
                 tracing::warn!(domain = %target.name, "shutdown timed out; destroying");
-                match self.act_on(&slot, GuestAction::Destroy).await {
+                match self.act_on(&slot, GuestVerb::Destroy).await {
                     Ok(_) | Err(CoreError::WrongState { .. }) => {}
                     Err(e) => return Err(e),
                 }
@@ -359,27 +338,20 @@ impl Manager {
     async fn act_on(
         &self,
         slot: &Arc<Slot>,
-        action: GuestAction,
+        verb: GuestVerb,
     ) -> Result<watch::Receiver<GuestStatus>, CoreError> {
         let _op = slot.op.lock().await;
-        slot.check(action.operation())?;
+        slot.check(verb.into())?;
         let (id, guest, name) = {
             let d = slot.data();
             let run = d.run.as_ref().ok_or_else(|| CoreError::WrongState {
                 name: d.def.name.clone(),
                 state: DomainState::ShutOff,
-                op: action.operation(),
+                verb: verb.into(),
             })?;
             (run.id, run.guest.clone(), d.def.name.clone())
         };
-        let result = match action {
-            GuestAction::Shutdown => guest.shutdown().await,
-            GuestAction::Destroy => guest.destroy().await,
-            GuestAction::Reboot => guest.reboot().await,
-            GuestAction::Reset => guest.reset().await,
-            GuestAction::Suspend => guest.suspend().await,
-            GuestAction::Resume => guest.resume().await,
-        };
+        let result = guest.perform(verb).await;
         let status = guest.status();
         let now = *status.borrow();
         self.reporter().applied(slot, slot.apply(id, now)).await;
@@ -446,7 +418,7 @@ impl Manager {
         for slot in self.slots() {
             let run = slot.data().run.as_ref().map(|r| (r.id, r.guest.clone()));
             if let Some((id, guest)) = run {
-                let _ = guest.destroy().await;
+                let _ = guest.perform(GuestVerb::Destroy).await;
                 let stopped = slot.apply(id, GuestStatus::Stopped(StopCause::DaemonStopped));
                 self.reporter().applied(&slot, stopped).await;
             }

@@ -14,5 +14,5 @@ mod views;
 
 pub use error::CoreError;
 pub use inventory::{DomainView, GuestHost, ListFilter, Manager, ManagerOptions, Target};
-pub use lifecycle::{GuestAction, ShutdownWait};
+pub use lifecycle::ShutdownWait;
 pub use views::{ConsoleRule, DisplayAddress, SessionView};

@@ -1,8 +1,11 @@
-//! The domain state machine: the states a guest can be in, which operations each state
-//! allows, and the reasons recorded with a state. Every lifecycle guard lives here so that
-//! "wrong state" is decided in one place and reported the same way for every driver.
+//! The domain state machine: the states a guest can be in, which lifecycle verbs
+//! (`crate::verb`) each state allows and what to do instead of a refused one, and the
+//! reasons recorded with a state. Every lifecycle guard lives here so that "wrong state" is
+//! decided in one place and reported the same way for every driver.
 
 use std::fmt;
+
+use crate::verb::{GuestVerb, Verb};
 
 /// A guest's state, as virsh prints it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,49 +15,33 @@ pub enum DomainState {
     Paused,
 }
 
-/// A lifecycle operation, named as the error message and the audit log name it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Operation {
-    Start,
-    Shutdown,
-    Destroy,
-    Reboot,
-    Reset,
-    Suspend,
-    Resume,
-    Undefine,
-    /// A definition giving a new name with the UUID of a domain whose old name `define`
-    /// now refuses (all digits, or a UUID).
-    Rename,
-}
-
 impl DomainState {
     pub fn is_active(self) -> bool {
         self != DomainState::ShutOff
     }
 
-    /// Whether `op` is allowed in this state.
-    pub fn allows(self, op: Operation) -> bool {
+    /// Whether `verb` is allowed in this state.
+    pub fn allows(self, verb: Verb) -> bool {
         use DomainState::*;
-        use Operation::*;
-        match op {
-            Start | Undefine | Rename => self == ShutOff,
-            Shutdown | Reboot | Suspend => self == Running,
-            Resume => self == Paused,
-            Destroy | Reset => self.is_active(),
+        use GuestVerb::*;
+        match verb {
+            Verb::Start | Verb::Undefine | Verb::Rename => self == ShutOff,
+            Verb::Guest(Shutdown | Reboot | Suspend) => self == Running,
+            Verb::Guest(Resume) => self == Paused,
+            Verb::Guest(Destroy | Reset) => self.is_active(),
         }
     }
 
     /// What the operator should do instead, for the error message.
-    pub fn hint(self, op: Operation) -> &'static str {
+    pub fn hint(self, verb: Verb) -> &'static str {
         use DomainState::*;
-        use Operation::*;
-        match (self, op) {
+        use GuestVerb::*;
+        match (self, verb) {
             (ShutOff, _) => "start it first",
-            (Paused, Shutdown | Reboot | Suspend) => "resume it first",
-            (Running, Resume) => "it is not paused",
-            (_, Start) => "it is already active",
-            (_, Undefine | Rename) => "stop it first (vmgate destroy or shutdown)",
+            (Paused, Verb::Guest(Shutdown | Reboot | Suspend)) => "resume it first",
+            (Running, Verb::Guest(Resume)) => "it is not paused",
+            (_, Verb::Start) => "it is already active",
+            (_, Verb::Undefine | Verb::Rename) => "stop it first (vmgate destroy or shutdown)",
             _ => "check its state with vmgate domstate",
         }
     }
@@ -66,22 +53,6 @@ impl fmt::Display for DomainState {
             DomainState::ShutOff => "shut off",
             DomainState::Running => "running",
             DomainState::Paused => "paused",
-        })
-    }
-}
-
-impl fmt::Display for Operation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Operation::Start => "start",
-            Operation::Shutdown => "shut down",
-            Operation::Destroy => "destroy",
-            Operation::Reboot => "reboot",
-            Operation::Reset => "reset",
-            Operation::Suspend => "suspend",
-            Operation::Resume => "resume",
-            Operation::Undefine => "undefine",
-            Operation::Rename => "rename",
         })
     }
 }
@@ -120,24 +91,48 @@ impl StateReason {
 
 #[cfg(test)]
 mod tests {
-    use super::{DomainState::*, Operation::*, *};
+    use super::{DomainState::*, *};
+    use crate::verb::GuestVerb::*;
 
     #[test]
     fn guards_follow_the_libvirt_state_machine() {
         let allowed = |s: DomainState| {
             [
-                Start, Shutdown, Destroy, Reboot, Reset, Suspend, Resume, Undefine, Rename,
+                Verb::Start,
+                Verb::Guest(Shutdown),
+                Verb::Guest(Destroy),
+                Verb::Guest(Reboot),
+                Verb::Guest(Reset),
+                Verb::Guest(Suspend),
+                Verb::Guest(Resume),
+                Verb::Undefine,
+                Verb::Rename,
             ]
             .into_iter()
-            .filter(|op| s.allows(*op))
+            .filter(|verb| s.allows(*verb))
             .collect::<Vec<_>>()
         };
-        assert_eq!(allowed(ShutOff), vec![Start, Undefine, Rename]);
+        assert_eq!(
+            allowed(ShutOff),
+            vec![Verb::Start, Verb::Undefine, Verb::Rename]
+        );
         assert_eq!(
             allowed(Running),
-            vec![Shutdown, Destroy, Reboot, Reset, Suspend]
+            [Shutdown, Destroy, Reboot, Reset, Suspend].map(Verb::Guest)
         );
-        assert_eq!(allowed(Paused), vec![Destroy, Reset, Resume]);
+        assert_eq!(allowed(Paused), [Destroy, Reset, Resume].map(Verb::Guest));
+    }
+
+    #[test]
+    fn refused_verbs_say_what_to_do_instead() {
+        assert_eq!(ShutOff.hint(Verb::Guest(Reboot)), "start it first");
+        assert_eq!(Paused.hint(Verb::Guest(Suspend)), "resume it first");
+        assert_eq!(Running.hint(Verb::Guest(Resume)), "it is not paused");
+        assert_eq!(Paused.hint(Verb::Start), "it is already active");
+        assert_eq!(
+            Running.hint(Verb::Rename),
+            "stop it first (vmgate destroy or shutdown)"
+        );
     }
 
     #[test]

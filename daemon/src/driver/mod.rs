@@ -1,8 +1,9 @@
 //! Drivers run guests. A `Driver` starts a guest from its definition and hands back a
 //! `Guest` handle; the core never learns how (in-process for `test`, a supervised QEMU
-//! process for `qemu`). A guest reports its status on a watch channel, so the core sees
-//! stops it did not ask for (a guest powering itself off, a crash) the same way as the
-//! ones it did.
+//! process for `qemu`). A guest performs the verbs of a running guest (`GuestVerb`, from
+//! the leaf module `crate::verb`) through one method, `Guest::perform`, and reports its
+//! status on a watch channel, so the core sees stops it did not ask for (a guest powering
+//! itself off, a crash) the same way as the ones it did. Drivers never import `core`.
 
 pub mod qemu;
 pub mod test;
@@ -15,6 +16,8 @@ use tokio::{
     sync::{broadcast, watch},
 };
 use vmgate_config::domain::DomainDef;
+
+use crate::verb::GuestVerb;
 
 /// Why a guest stopped, as the driver saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,23 +84,16 @@ pub trait Driver: Send + Sync + 'static {
     async fn reattach(&self, def: &DomainDef) -> Reattach;
 }
 
-/// A running guest. Every operation returns once the request is made; the effect shows in
-/// `status()` (at once for the test driver, when the guest acts for QEMU).
+/// A running guest.
 #[async_trait]
 pub trait Guest: Send + Sync + 'static {
     fn status(&self) -> watch::Receiver<GuestStatus>;
     /// Reboots and resets from now on.
     fn notices(&self) -> broadcast::Receiver<GuestNotice>;
-    /// Guest-cooperative power off (ACPI power button).
-    async fn shutdown(&self) -> Result<(), DriverError>;
-    /// Hard stop.
-    async fn destroy(&self) -> Result<(), DriverError>;
-    /// Guest-cooperative reboot.
-    async fn reboot(&self) -> Result<(), DriverError>;
-    /// Hard reset.
-    async fn reset(&self) -> Result<(), DriverError>;
-    async fn suspend(&self) -> Result<(), DriverError>;
-    async fn resume(&self) -> Result<(), DriverError>;
+    /// Performs `verb`, returning once the request is made; the effect shows in `status()`
+    /// (at once for the test driver, when the guest acts for QEMU). A stopped guest
+    /// performs nothing: [`DriverError::Gone`].
+    async fn perform(&self, verb: GuestVerb) -> Result<(), DriverError>;
     /// CPU time used by this run.
     fn cpu_time(&self) -> Duration;
     /// The memory the guest has, in MiB, as its hypervisor reports it.

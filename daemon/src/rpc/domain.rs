@@ -15,8 +15,9 @@ use super::{
 };
 use crate::{
     auth::access::CallAccess,
-    core::{GuestAction, Manager, ShutdownWait},
+    core::{Manager, ShutdownWait},
     shutdown::Shutdown,
+    verb::GuestVerb,
 };
 
 /// How long `shutdown --wait` waits when the caller gives no timeout.
@@ -59,8 +60,8 @@ routes! {
 }
 
 impl DomainService {
-    async fn act(&self, domain: Granted, action: GuestAction) -> Reply<pb::DomainInfo> {
-        let view = self.manager.act(domain.target(), action).await?;
+    async fn act(&self, domain: Granted, verb: GuestVerb) -> Reply<pb::DomainInfo> {
+        let view = self.manager.act(domain.target(), verb).await?;
         Ok(Response::new((&view).into()))
     }
 
@@ -117,23 +118,23 @@ impl DomainService {
     }
 
     async fn destroy(&self, domain: Granted, _: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
-        self.act(domain, GuestAction::Destroy).await
+        self.act(domain, GuestVerb::Destroy).await
     }
 
     async fn reboot(&self, domain: Granted, _: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
-        self.act(domain, GuestAction::Reboot).await
+        self.act(domain, GuestVerb::Reboot).await
     }
 
     async fn reset(&self, domain: Granted, _: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
-        self.act(domain, GuestAction::Reset).await
+        self.act(domain, GuestVerb::Reset).await
     }
 
     async fn suspend(&self, domain: Granted, _: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
-        self.act(domain, GuestAction::Suspend).await
+        self.act(domain, GuestVerb::Suspend).await
     }
 
     async fn resume(&self, domain: Granted, _: Request<pb::DomainRef>) -> Reply<pb::DomainInfo> {
-        self.act(domain, GuestAction::Resume).await
+        self.act(domain, GuestVerb::Resume).await
     }
 
     async fn set_autostart(

@@ -32,8 +32,11 @@ use super::{
     cputime, process,
     qmp::{CloseReason, Event, QmpClient, QmpError, RunState},
 };
-use crate::driver::{
-    ConsoleBackend, ConsoleStream, DriverError, Guest, GuestNotice, GuestStatus, StopCause,
+use crate::{
+    driver::{
+        ConsoleBackend, ConsoleStream, DriverError, Guest, GuestNotice, GuestStatus, StopCause,
+    },
+    verb::GuestVerb,
 };
 
 /// How long QEMU gets to exit after `quit` or the end of its QMP connection before it is
@@ -344,6 +347,35 @@ impl Shared {
             Ok(())
         }
     }
+
+    /// Tells QEMU to quit and waits for the supervisor to report the guest stopped,
+    /// killing QEMU if its monitor does not answer.
+    async fn destroy(&self) -> Result<(), DriverError> {
+        *self.lock_intent() = Intent::Destroy;
+        let mut status = self.status.subscribe();
+        let stopped = |st: &GuestStatus| matches!(st, GuestStatus::Stopped(_));
+        let _ = tokio::time::timeout(EXIT_GRACE, self.qmp.quit()).await;
+        // The supervisor kills QEMU itself when it does not exit after the quit; this is
+        // for a QEMU whose monitor does not even answer.
+        let limit = EXIT_GRACE * 2;
+        if tokio::time::timeout(limit, status.wait_for(stopped))
+            .await
+            .is_err()
+        {
+            tracing::warn!(domain = %self.name, pid = self.pid, "QEMU ignores quit; killing it");
+            process::kill_guest(self.pid, self.uuid);
+            if tokio::time::timeout(KILL_GRACE, status.wait_for(stopped))
+                .await
+                .is_err()
+            {
+                return Err(DriverError::Failed(format!(
+                    "QEMU process {} of {} survived SIGKILL",
+                    self.pid, self.name
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn qmp_error(e: QmpError) -> DriverError {
@@ -363,76 +395,41 @@ impl Guest for QemuGuest {
         self.shared.notices.subscribe()
     }
 
-    async fn shutdown(&self) -> Result<(), DriverError> {
+    async fn perform(&self, verb: GuestVerb) -> Result<(), DriverError> {
         let s = &self.shared;
         s.check_running()?;
-        {
-            let mut intent = s.lock_intent();
-            if *intent == Intent::Reboot {
-                *intent = Intent::Nothing;
+        match verb {
+            GuestVerb::Shutdown => {
+                // Powering off now ends a reboot asked for earlier: the guest stays off.
+                {
+                    let mut intent = s.lock_intent();
+                    if *intent == Intent::Reboot {
+                        *intent = Intent::Nothing;
+                    }
+                }
+                s.qmp.system_powerdown().await.map_err(qmp_error)
+            }
+            GuestVerb::Destroy => s.destroy().await,
+            GuestVerb::Reboot => {
+                *s.lock_intent() = Intent::Reboot;
+                s.qmp.system_powerdown().await.map_err(qmp_error)
+            }
+            GuestVerb::Reset => {
+                s.system_reset().await.map_err(qmp_error)?;
+                let _ = s.notices.send(GuestNotice::Reset);
+                Ok(())
+            }
+            GuestVerb::Suspend => {
+                s.qmp.stop().await.map_err(qmp_error)?;
+                s.set_status(GuestStatus::Paused);
+                Ok(())
+            }
+            GuestVerb::Resume => {
+                s.qmp.cont().await.map_err(qmp_error)?;
+                s.set_status(GuestStatus::Running);
+                Ok(())
             }
         }
-        s.qmp.system_powerdown().await.map_err(qmp_error)
-    }
-
-    async fn destroy(&self) -> Result<(), DriverError> {
-        let s = &self.shared;
-        s.check_running()?;
-        *s.lock_intent() = Intent::Destroy;
-        let mut status = s.status.subscribe();
-        let stopped = |st: &GuestStatus| matches!(st, GuestStatus::Stopped(_));
-        let _ = tokio::time::timeout(EXIT_GRACE, s.qmp.quit()).await;
-        // The supervisor kills QEMU itself when it does not exit after the quit; this is
-        // for a QEMU whose monitor does not even answer.
-        let limit = EXIT_GRACE * 2;
-        if tokio::time::timeout(limit, status.wait_for(stopped))
-            .await
-            .is_err()
-        {
-            tracing::warn!(domain = %s.name, pid = s.pid, "QEMU ignores quit; killing it");
-            process::kill_guest(s.pid, s.uuid);
-            if tokio::time::timeout(KILL_GRACE, status.wait_for(stopped))
-                .await
-                .is_err()
-            {
-                return Err(DriverError::Failed(format!(
-                    "QEMU process {} of {} survived SIGKILL",
-                    s.pid, s.name
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    async fn reboot(&self) -> Result<(), DriverError> {
-        let s = &self.shared;
-        s.check_running()?;
-        *s.lock_intent() = Intent::Reboot;
-        s.qmp.system_powerdown().await.map_err(qmp_error)
-    }
-
-    async fn reset(&self) -> Result<(), DriverError> {
-        let s = &self.shared;
-        s.check_running()?;
-        s.system_reset().await.map_err(qmp_error)?;
-        let _ = s.notices.send(GuestNotice::Reset);
-        Ok(())
-    }
-
-    async fn suspend(&self) -> Result<(), DriverError> {
-        let s = &self.shared;
-        s.check_running()?;
-        s.qmp.stop().await.map_err(qmp_error)?;
-        s.set_status(GuestStatus::Paused);
-        Ok(())
-    }
-
-    async fn resume(&self) -> Result<(), DriverError> {
-        let s = &self.shared;
-        s.check_running()?;
-        s.qmp.cont().await.map_err(qmp_error)?;
-        s.set_status(GuestStatus::Running);
-        Ok(())
     }
 
     fn cpu_time(&self) -> Duration {

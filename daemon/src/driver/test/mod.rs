@@ -17,6 +17,7 @@ use super::{
     ConsoleBackend, ConsoleStream, Driver, DriverError, Guest, GuestNotice, GuestStatus, Reattach,
     StopCause,
 };
+use crate::verb::GuestVerb;
 
 pub mod framebuffer;
 pub mod rfb_server;
@@ -165,35 +166,26 @@ impl Guest for TestGuest {
         self.notices.subscribe()
     }
 
-    async fn shutdown(&self) -> Result<(), DriverError> {
-        self.transition(GuestStatus::Stopped(StopCause::Shutdown))
-    }
-
-    async fn destroy(&self) -> Result<(), DriverError> {
-        self.transition(GuestStatus::Stopped(StopCause::Destroyed))
-    }
-
-    async fn reboot(&self) -> Result<(), DriverError> {
-        // A test guest reboots instantly: it stays running.
-        self.transition(GuestStatus::Running)?;
-        let _ = self.notices.send(GuestNotice::Rebooted);
-        Ok(())
-    }
-
-    async fn reset(&self) -> Result<(), DriverError> {
-        // A reset keeps a paused guest paused, as QEMU's system_reset does.
-        let current = *self.status.borrow();
-        self.transition(current)?;
-        let _ = self.notices.send(GuestNotice::Reset);
-        Ok(())
-    }
-
-    async fn suspend(&self) -> Result<(), DriverError> {
-        self.transition(GuestStatus::Paused)
-    }
-
-    async fn resume(&self) -> Result<(), DriverError> {
-        self.transition(GuestStatus::Running)
+    async fn perform(&self, verb: GuestVerb) -> Result<(), DriverError> {
+        match verb {
+            GuestVerb::Shutdown => self.transition(GuestStatus::Stopped(StopCause::Shutdown)),
+            GuestVerb::Destroy => self.transition(GuestStatus::Stopped(StopCause::Destroyed)),
+            GuestVerb::Reboot => {
+                // A test guest reboots instantly: it stays running.
+                self.transition(GuestStatus::Running)?;
+                let _ = self.notices.send(GuestNotice::Rebooted);
+                Ok(())
+            }
+            GuestVerb::Reset => {
+                // A reset keeps a paused guest paused, as QEMU's system_reset does.
+                let current = *self.status.borrow();
+                self.transition(current)?;
+                let _ = self.notices.send(GuestNotice::Reset);
+                Ok(())
+            }
+            GuestVerb::Suspend => self.transition(GuestStatus::Paused),
+            GuestVerb::Resume => self.transition(GuestStatus::Running),
+        }
     }
 
     fn cpu_time(&self) -> Duration {
@@ -260,7 +252,7 @@ mod tests {
         tokio::time::sleep(TICK * 3 + TICK / 2).await;
         assert!(guest.screen().read(|fb| fb.ticks()) >= before + 3);
 
-        guest.suspend().await.expect("suspend");
+        guest.perform(GuestVerb::Suspend).await.expect("suspend");
         assert_eq!(guest.screen().read(|fb| fb.state().to_owned()), "paused");
         let paused_at = guest.screen().read(|fb| fb.ticks());
         tokio::time::sleep(TICK * 3).await;
@@ -270,9 +262,9 @@ mod tests {
             "paused guests do not tick"
         );
 
-        guest.destroy().await.expect("destroy");
+        guest.perform(GuestVerb::Destroy).await.expect("destroy");
         assert!(
-            guest.resume().await.is_err(),
+            guest.perform(GuestVerb::Resume).await.is_err(),
             "a stopped guest accepts nothing"
         );
     }
