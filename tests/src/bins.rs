@@ -52,7 +52,7 @@ fn ensure_built() {
         .min()
         .flatten();
     let root = workspace_root();
-    let newest_source = ["daemon", "client", "config", "proto", "Cargo.lock"]
+    let newest_source = ["daemon", "client", "config", "proto", "rfb", "Cargo.lock"]
         .iter()
         .filter_map(|d| newest(&root.join(d)))
         .max();
