@@ -1,7 +1,7 @@
 //! Finds the `vmgated` and `vmgate` binaries of this build (the target directory this test
-//! binary runs from) and rebuilds them first when any workspace source is newer, so tests
-//! never run against a stale daemon. `CARGO_BIN_EXE_*` exists only inside a binary's own
-//! package, hence this.
+//! or benchmark binary runs from) and rebuilds them first when any workspace source is
+//! newer, so tests never run against a stale daemon. `CARGO_BIN_EXE_*` exists only inside a
+//! binary's own package, hence this.
 
 use std::{
     path::{Path, PathBuf},
@@ -19,7 +19,8 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// `target/<profile>`: test binaries live in `target/<profile>/deps/`, the benchmark
-/// binaries in `target/<profile>/` itself.
+/// binaries (`vmgate-bench`, same workspace, same target directory) in `target/<profile>/`
+/// itself.
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().expect("the executable's directory");
@@ -52,7 +53,7 @@ fn ensure_built() {
         .min()
         .flatten();
     let root = workspace_root();
-    let newest_source = ["daemon", "client", "config", "proto", "Cargo.lock"]
+    let newest_source = ["daemon", "client", "config", "proto", "rfb", "Cargo.lock"]
         .iter()
         .filter_map(|d| newest(&root.join(d)))
         .max();

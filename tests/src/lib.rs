@@ -2,8 +2,10 @@
 //! temporary directory (config, state, sockets), waits until its socket answers, runs the
 //! real `vmgate` CLI against it, and kills its process group when dropped. Binaries are
 //! found under this crate's target directory and rebuilt first when a source is newer.
+//!
+//! The benchmarks (`bench/`, crate `vmgate-bench`) run on this harness too; nothing here
+//! depends on them.
 
-pub mod bench;
 pub mod bins;
 pub mod console;
 pub mod events;
@@ -433,12 +435,7 @@ pub fn run_vmgate(args: &[&str], stdin: Option<&str>) -> CliOutput {
 /// test command installs `package`) and otherwise is skipped with a visible reason, which
 /// is also appended to `target/vmgate-test-skips.log` for the summary `scripts/test` prints.
 pub fn require_tool(command: &str, package: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {command}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
+    if on_path(command) {
         return true;
     }
     let reason = format!(
@@ -447,6 +444,26 @@ pub fn require_tool(command: &str, package: &str) -> bool {
     assert!(std::env::var_os("CI").is_none(), "{reason}");
     skip(&reason);
     false
+}
+
+/// Whether `cmd` is on PATH.
+pub fn on_path(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The first line `cmd ARGS` prints, trimmed (a version, a date).
+pub fn command_line(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Some(text.lines().next().unwrap_or_default().trim().to_owned())
 }
 
 /// The path of the shared library `name` (e.g. `libnss_wrapper.so`, which has no command)

@@ -11,10 +11,7 @@ use std::{
 
 use anyhow::{Context, anyhow};
 
-use crate::{
-    bench::{command_line, on_path},
-    wait_until,
-};
+use crate::{command_line, on_path, wait_until};
 
 /// The emulator the peers run.
 pub const EMULATOR: &str = "qemu-system-x86_64";

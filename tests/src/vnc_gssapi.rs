@@ -11,9 +11,10 @@
 //! workspace denies `unsafe_code`. So the Kerberos side always runs in a process of its
 //! own that gets the variables on its `Command`, one per login scenario: the
 //! `gss-rfb-client` binary for the tests (found with `CARGO_BIN_EXE_gss-rfb-client`), the
-//! benchmark re-running itself with [`process::CHILD_ARG`]. Both call
-//! [`process::child_main`]. The child times its own logins and updates, so process start
-//! is not in the figures, and reports as one JSON line ([`process::GssClient`] reads it).
+//! benchmark (`vmgate-bench`'s bench-kerberos) re-running itself with
+//! [`process::CHILD_ARG`]. Both call [`process::child_main`]. The child times its own
+//! logins and updates, so process start is not in the figures, and reports as one JSON line
+//! ([`process::GssClient`] reads it).
 //! Everything else (daemons, KDC, audit checks, the wire recorder in [`wire`]) stays in
 //! the parent, which needs no Kerberos environment at all.
 //!

@@ -5,17 +5,17 @@
 //! per session. The same figure bench-gateway prints for 1,000, on its own so it can be
 //! rerun quickly after a change to buffers, the relay or the allocator.
 //!
-//! Run: `cargo run --profile dist -p vmgate-tests --bin bench-session-memory [N ...]`.
+//! Run: `cargo run --profile dist -p vmgate-bench --bin bench-session-memory [N ...]`.
 //! Prints Markdown; asserts nothing.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use vmgate::{ConnectUri, Connection};
+use vmgate_bench::{machine, raise_nofile_limit, rss};
 use vmgate_proto::v1::{DefineRequest, DomainRef};
 use vmgate_tests::{
     TestDaemon,
-    bench::{machine, raise_nofile_limit, rss},
     console::vnc_section,
     vnc::{RfbClient, display_port},
 };

@@ -16,9 +16,9 @@ use nix::{
     unistd::{Pid, geteuid},
 };
 use tempfile::TempDir;
+use vmgate_bench::Sample;
 use vmgate_tests::{
-    bench::{Sample, command_line, on_path},
-    is_qemu,
+    command_line, is_qemu, on_path,
     peer::{EMULATOR, free_port},
     wait_until,
 };

@@ -19,7 +19,7 @@
 //! `vmgate_tests::vnc_gssapi`): it re-runs itself as a child with [`CHILD_ARG`] and those
 //! variables; the child times its own logins and frames and reports them.
 //!
-//! Run: `cargo run --profile dist -p vmgate-tests --features gssapi --bin bench-kerberos`.
+//! Run: `cargo run --profile dist -p vmgate-bench --features gssapi --bin bench-kerberos`.
 //! Needs krb5-kdc, krb5-admin-server, krb5-user and certtool; the gvnccapture rows say so
 //! when gtk-vnc's tools are missing. Prints Markdown; asserts nothing.
 
@@ -31,9 +31,9 @@ use std::{
 };
 
 use anyhow::{Context, anyhow};
+use vmgate_bench::{Sample, load_average, machine, repeat_captures};
 use vmgate_tests::{
     TestDaemon,
-    bench::{Sample, load_average, machine, repeat_captures},
     console::{ConsolePki, gvnc_tools, start_guest, tls_console_config},
     kdc::Kdc,
     pki::set_mode,

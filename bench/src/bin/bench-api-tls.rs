@@ -3,7 +3,7 @@
 //! one `Admin.Version` call, as `vmgate -c qemu+tls://...` does at start. Repeated for ~3 s
 //! on 1 and 4 concurrent tasks, with RSA-2048 and ECDSA P-256 certificates made by certtool;
 //! the same over the UNIX socket for scale, and one call on an open TLS connection. Run:
-//! `cargo run --profile dist -p vmgate-tests --bin bench-api-tls`. Prints a Markdown table;
+//! `cargo run --profile dist -p vmgate-bench --bin bench-api-tls`. Prints a Markdown table;
 //! asserts nothing.
 
 use std::{
@@ -13,10 +13,10 @@ use std::{
 
 use tokio::task::JoinSet;
 use vmgate::{ConnectUri, Connection};
+use vmgate_bench::{Sample, run_for};
 use vmgate_proto::v1::Empty;
 use vmgate_tests::{
     TestDaemon,
-    bench::{Sample, run_for},
     pki::{self, Ca, KeyType},
     require_tool,
 };

@@ -28,7 +28,7 @@
 //! or nsenter its rows say what is missing. Every QEMU, libvirtd and vmgated started here is killed when its owner is
 //! dropped, also on error or panic (an interrupt with Ctrl-C may leave some behind).
 //!
-//! Run: `cargo run --profile dist -p vmgate-tests --bin bench-qemu` (about 3 minutes on 2 CPUs
+//! Run: `cargo run --profile dist -p vmgate-bench --bin bench-qemu` (about 3 minutes on 2 CPUs
 //! once built). Prints Markdown; asserts nothing.
 
 use std::{
@@ -46,10 +46,10 @@ use nix::{
 };
 use tokio::runtime::Runtime;
 use vmgate::{ConnectUri, Connection};
+use vmgate_bench::{Sample, load_average, machine, repeat_captures};
 use vmgate_proto::v1::{DefineRequest, DomainRef, DomainState, ListFilter, ListRequest};
 use vmgate_tests::{
-    TestDaemon,
-    bench::{Sample, load_average, machine, on_path, repeat_captures},
+    TestDaemon, on_path,
     peer::{Killed, free_port, qemu_version, spawn_guest},
     run_vmgate,
     vnc::{gvnccapture, parse_display, png_size},

@@ -18,7 +18,7 @@
 //!   `openssl speed -evp CIPHER` for the suite rustls negotiated: one core's encryption
 //!   rate, the ceiling of a relay that encrypts everything it sends.
 //!
-//! Run: `cargo run --profile dist -p vmgate-tests --bin bench-gateway-tls`. Needs certtool
+//! Run: `cargo run --profile dist -p vmgate-bench --bin bench-gateway-tls`. Needs certtool
 //! (gnutls-bin); QEMU, gvnccapture and openssl rows say so when their tools are missing.
 //! Prints Markdown; asserts nothing.
 
@@ -30,10 +30,11 @@ use std::{
 
 use anyhow::{Context, anyhow};
 use tokio::task::JoinSet;
+use vmgate_bench::{Sample, load_average, machine, repeat_captures};
 use vmgate_tests::{
     TestDaemon,
-    bench::{Sample, load_average, machine, on_path, repeat_captures},
     console::start_guest,
+    on_path,
     peer::{Killed, free_port, qemu_version, spawn_guest, wait_listening},
     pki::{Ca, Issued, KeyType, set_mode},
     require_library, require_tool, run_vmgate,

@@ -1,7 +1,7 @@
 //! API benchmark: `list --all` and `dominfo` over the UNIX socket, on one connection and on
 //! four, with 1, 100 and 10,000 defined domains; and the CLI's stdin mode running 2,000
 //! `list --all`. When libvirtd is installed, the same figures for libvirtd's test driver in
-//! the same run (bench/libvirt_api.py). Run: `cargo run --profile dist -p vmgate-tests --bin
+//! the same run (python/libvirt_api.py). Run: `cargo run --profile dist -p vmgate-bench --bin
 //! bench-api`. Prints a Markdown table; asserts nothing.
 
 use std::{
@@ -10,8 +10,9 @@ use std::{
 };
 
 use vmgate::{ConnectUri, Connection};
+use vmgate_bench::{Sample, python_script};
 use vmgate_proto::v1::{DefineRequest, DomainRef, ListFilter, ListRequest};
-use vmgate_tests::{TestDaemon, bench::Sample, bins, run_vmgate};
+use vmgate_tests::{TestDaemon, run_vmgate};
 
 /// The client runs as the CLI does: the same allocator, and tracing's callsites off.
 #[global_allocator]
@@ -199,7 +200,7 @@ fn measure(uri: &ConnectUri, conns: usize, call: Call) -> anyhow::Result<Sample>
 }
 
 /// Makes `call` repeatedly for `budget` (at least `min_calls` times), timing each, as
-/// `bench::run_for` does; the calls borrow the connection, which a closure cannot lend out.
+/// `vmgate_bench::run_for` does; the calls borrow the connection, which a closure cannot lend out.
 async fn timed(
     budget: Duration,
     min_calls: usize,
@@ -222,7 +223,7 @@ async fn timed(
 
 /// libvirtd with its test driver, when installed: the same calls through python3-libvirt.
 fn libvirt_peer() {
-    let script = bins::workspace_root().join("tests/bench/libvirt_api.py");
+    let script = python_script("libvirt_api.py");
     if Command::new("which")
         .arg("libvirtd")
         .stdout(Stdio::null())

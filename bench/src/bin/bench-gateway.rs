@@ -13,7 +13,7 @@
 //! - Revocation latency: `Console.SetPassword` (policy disconnect) returning to the
 //!   session's socket closed, p50/p99 of 50.
 //!
-//! Run: `cargo run --profile dist -p vmgate-tests --bin bench-gateway`. Prints Markdown; asserts
+//! Run: `cargo run --profile dist -p vmgate-bench --bin bench-gateway`. Prints Markdown; asserts
 //! nothing.
 
 use std::{
@@ -25,10 +25,10 @@ use std::{
 
 use anyhow::{Context, anyhow};
 use vmgate::{ConnectUri, Connection};
+use vmgate_bench::{Sample, load_average, machine, raise_nofile_limit, repeat_captures, rss};
 use vmgate_proto::v1::{ConnectedPolicy, DefineRequest, DomainRef, SetPasswordRequest};
 use vmgate_tests::{
-    TestDaemon,
-    bench::{Sample, load_average, machine, on_path, raise_nofile_limit, repeat_captures, rss},
+    TestDaemon, on_path,
     peer::{Killed, free_port, qemu_version, spawn_guest, wait_listening},
     vnc::{ConsoleAddr, RfbClient, display_port, gvnccapture},
 };

@@ -11,7 +11,7 @@
 //! - Revocation: `Console.ChangeAcl` removing a user to that user's session socket
 //!   closed, p50/p99 of 100 (QEMU and libvirt never cut such a session).
 //!
-//! Run: `cargo run --profile dist -p vmgate-tests --bin bench-console-access`. Prints
+//! Run: `cargo run --profile dist -p vmgate-bench --bin bench-console-access`. Prints
 //! Markdown; asserts nothing.
 
 use std::{
@@ -22,11 +22,12 @@ use std::{
 
 use anyhow::{Context, anyhow};
 use vmgate::{ConnectUri, Connection};
+use vmgate_bench::{Sample, load_average, machine, repeat_captures};
 use vmgate_proto::v1::{AclChangeRequest, AclRule, DomainRef, acl_change_request::Change};
 use vmgate_tests::{
     TestDaemon,
-    bench::{Sample, load_average, machine, on_path, repeat_captures},
     console::{ConsolePki, gvnc_tools, start_guest, target, tls_console_config},
+    on_path,
     peer::{Killed, free_port, qemu_version, spawn_guest, wait_listening},
     vnc::{GvncHome, RfbClient, gvnccapture_login},
 };

@@ -1,12 +1,19 @@
-//! Small measurement helpers shared by the benchmark binaries: run a closure for a while or
-//! a number of times, and report calls per second with p50/p99 latency; the machine and its
-//! load as the figures' heading; a process's resident memory; the open-file limit that
-//! thousands of client sockets need. Benchmarks print figures; they never assert on them.
+//! What the benchmark binaries (`src/bin/`) share: run a closure for a while or a number
+//! of times, and report calls per second with p50/p99 latency; the machine and its load as
+//! the figures' heading; a process's resident memory; the open-file limit that thousands
+//! of client sockets need; where the benchmarks' Python scripts (`python/`) are.
+//! Benchmarks print figures; they never assert on them.
+//!
+//! Everything that starts or talks to the real binaries and peers (daemons, the CLI,
+//! console clients, PKI, the KDC, QEMU) is the end-to-end harness, `vmgate_tests`: the
+//! benchmarks use it, and it knows nothing of them.
 
 use std::{
-    process::{Command, Stdio},
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
+
+use vmgate_tests::{command_line, vnc::Capture};
 
 /// Latencies of a run and how long it took.
 #[derive(Clone, Debug, Default)]
@@ -99,32 +106,9 @@ pub fn load_average() -> String {
     )
 }
 
-/// The first line `cmd ARGS` prints, trimmed.
-pub fn command_line(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    Some(text.lines().next().unwrap_or_default().trim().to_owned())
-}
-
-/// Whether `cmd` is on PATH.
-pub fn on_path(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// Runs a new-process console capture `runs` times: the times of the runs that saved a
 /// frame, and a note naming how many did not (empty when all did).
-pub fn repeat_captures(
-    runs: usize,
-    mut capture: impl FnMut() -> crate::vnc::Capture,
-) -> (Sample, String) {
+pub fn repeat_captures(runs: usize, mut capture: impl FnMut() -> Capture) -> (Sample, String) {
     let mut latencies = Vec::with_capacity(runs);
     let mut failures = 0;
     for _ in 0..runs {
@@ -181,4 +165,11 @@ pub fn raise_nofile_limit() {
     if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
+}
+
+/// The Python script `name` in this crate's `python/` folder.
+pub fn python_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(name)
 }

@@ -8,15 +8,16 @@
 //! Needs `python3` with grpcio (`pip install grpcio`) for the grpcio row, and libvirtd with
 //! `/usr/bin/python3`'s libvirt module for the peer row; a missing one is named instead.
 //!
-//! Run: `cargo run --profile dist -p vmgate-tests --bin bench-api-cpu [N]` (N = 20,000
+//! Run: `cargo run --profile dist -p vmgate-bench --bin bench-api-cpu [N]` (N = 20,000
 //! calls per row by default). Prints Markdown; asserts nothing.
 
 use std::{process::Command, time::Instant};
 
 use anyhow::Context;
 use vmgate::{ConnectUri, Connection};
+use vmgate_bench::{machine, python_script};
 use vmgate_proto::v1::{DefineRequest, ListRequest};
-use vmgate_tests::{TestDaemon, bench::machine, bins};
+use vmgate_tests::TestDaemon;
 
 fn main() -> anyhow::Result<()> {
     let n: u64 = match std::env::args().nth(1) {
@@ -52,7 +53,7 @@ fn main() -> anyhow::Result<()> {
     println!("| vmgated | vmgate (Rust, tonic) | {cpu:.1} | {wall:.1} |");
     drop(conn);
 
-    let script = bins::workspace_root().join("tests/bench/api_cpu.py");
+    let script = python_script("api_cpu.py");
     let socket = daemon.rw_socket();
     let grpc = Command::new("python3")
         .arg(&script)
