@@ -260,16 +260,22 @@ fn builds_status(text: &str) -> bool {
     })
 }
 
-#[test]
-fn every_grpc_status_is_built_in_rpc_status() {
+/// The source files (paths relative to `src`) whose code, comments left out, `keep` picks.
+fn files_where(keep: impl Fn(&str, &str) -> bool) -> Vec<String> {
     let mut files = Vec::new();
     sources(&src(), &mut files);
-    let builders: Vec<String> = files
+    files
         .into_iter()
-        .filter(|(file, _)| !["rpc/status.rs", "layers.rs"].contains(&file.as_str()))
-        .filter(|(_, text)| builds_status(&code(text)))
+        .filter(|(file, text)| keep(file, &code(text)))
         .map(|(file, _)| file)
-        .collect();
+        .collect()
+}
+
+#[test]
+fn every_grpc_status_is_built_in_rpc_status() {
+    let builders = files_where(|file, code| {
+        !["rpc/status.rs", "layers.rs"].contains(&file) && builds_status(code)
+    });
     assert!(
         builders.is_empty(),
         "tonic::Status built outside rpc/status.rs (add a function there): {builders:?}"
@@ -280,17 +286,9 @@ fn every_grpc_status_is_built_in_rpc_status() {
 
 #[test]
 fn only_authorize_finds_the_domain_of_a_call() {
-    let mut files = Vec::new();
-    sources(&src(), &mut files);
-    let finders: Vec<String> = files
-        .into_iter()
-        .filter(|(file, text)| {
-            module_of(file) == "rpc"
-                && file != "rpc/authorize.rs"
-                && code(text).contains(".find_target(")
-        })
-        .map(|(file, _)| file)
-        .collect();
+    let finders = files_where(|file, code| {
+        module_of(file) == "rpc" && file != "rpc/authorize.rs" && code.contains(".find_target(")
+    });
     assert!(
         finders.is_empty(),
         "only rpc/authorize.rs may find a call's domain (handlers get it Granted): {finders:?}"
