@@ -18,12 +18,15 @@ use crate::{
     },
 };
 
-/// The most read at a time in each direction: large enough for framebuffer updates to
-/// move in few syscalls, bounded so a session's memory is too.
-const RELAY_CHUNK: usize = 64 * 1024;
+/// The most read at a time in each direction: large enough for a full framebuffer update
+/// to move in a few syscalls (a 640x480 one is 1.2 MB), bounded so a session's memory is
+/// too.
+const RELAY_CHUNK: usize = 256 * 1024;
 
 /// Where each direction's buffer starts: an idle session (most of them) stays small, a
-/// busy one doubles up to `RELAY_CHUNK` as its reads fill the buffer.
+/// busy one doubles up to `RELAY_CHUNK` as its reads fill the buffer, and goes back to
+/// this size at the first read no larger than it, so a session that once streamed full
+/// frames does not keep `RELAY_CHUNK` while it idles.
 const RELAY_START: usize = 4 * 1024;
 
 /// How a relay ended.
@@ -109,8 +112,52 @@ where
         to.write_all(&buf[..n]).await?;
         to.flush().await?;
         count.fetch_add(n as u64, Ordering::Relaxed);
-        if n == buf.len() && buf.len() < RELAY_CHUNK {
-            buf.resize(buf.len() * 2, 0);
+        match next_buffer_len(buf.len(), n) {
+            len if len > buf.len() => buf.resize(len, 0),
+            len if len < buf.len() => buf = vec![0u8; len],
+            _ => {}
         }
+    }
+}
+
+/// The buffer's next size after a read of `read` bytes into `len`: doubled when the read
+/// filled it (up to `RELAY_CHUNK`), back to `RELAY_START` after a small read.
+fn next_buffer_len(len: usize, read: usize) -> usize {
+    if read == len && len < RELAY_CHUNK {
+        len * 2
+    } else if read <= RELAY_START {
+        RELAY_START
+    } else {
+        len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_direction_grows_to_the_chunk_and_an_idle_one_goes_back_to_the_start() {
+        let mut len = RELAY_START;
+        while len < RELAY_CHUNK {
+            len = next_buffer_len(len, len);
+        }
+        assert_eq!(len, RELAY_CHUNK);
+        assert_eq!(
+            next_buffer_len(len, len),
+            RELAY_CHUNK,
+            "never past the chunk"
+        );
+        assert_eq!(
+            next_buffer_len(len, 100_000),
+            RELAY_CHUNK,
+            "the tail of a frame"
+        );
+        assert_eq!(
+            next_buffer_len(len, 12),
+            RELAY_START,
+            "a key press after a frame"
+        );
+        assert_eq!(next_buffer_len(RELAY_START, 12), RELAY_START);
     }
 }
