@@ -274,6 +274,12 @@ impl Manager {
     /// order: a domain whose name looks like another's id or UUID (allowed before define
     /// refused such names) cannot take over commands meant for that other domain.
     pub(super) fn resolve(&self, key: &str) -> Result<Arc<Slot>, CoreError> {
+        self.resolve_named(key).map(|(slot, _)| slot)
+    }
+
+    /// [`Manager::resolve`], and the domain's name when the key was its name, which spares
+    /// a lock of the slot on the path every call on a domain takes.
+    fn resolve_named(&self, key: &str) -> Result<(Arc<Slot>, Option<String>), CoreError> {
         let inv = self.inventory();
         let by_uuid = |uuid: &Uuid| inv.by_uuid.get(uuid).cloned();
         if key.bytes().all(|b| b.is_ascii_digit())
@@ -283,13 +289,13 @@ impl Manager {
                 .values()
                 .find(|s| s.data().run.as_ref().is_some_and(|r| r.id == id))
         {
-            return Ok(slot.clone());
+            return Ok((slot.clone(), None));
         }
         if let Some(slot) = Uuid::parse_str(key).ok().as_ref().and_then(by_uuid) {
-            return Ok(slot);
+            return Ok((slot, None));
         }
         if let Some(slot) = inv.by_name.get(key).and_then(by_uuid) {
-            return Ok(slot);
+            return Ok((slot, Some(key.to_owned())));
         }
         Err(CoreError::NoDomain(key.to_owned()))
     }
@@ -300,8 +306,8 @@ impl Manager {
 
     /// The domain `key` names, found once for a call on it (see [`Target`]).
     pub fn find_target(&self, key: &str) -> Result<Target, CoreError> {
-        let slot = self.resolve(key)?;
-        let name = slot.data().def.name.clone();
+        let (slot, name) = self.resolve_named(key)?;
+        let name = name.unwrap_or_else(|| slot.data().def.name.clone());
         Ok(Target {
             uuid: slot.uuid,
             name,
