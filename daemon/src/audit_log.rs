@@ -3,8 +3,8 @@
 //! ([`flood`]), the durable spool ([`spool`]), the writer task that moves spooled records
 //! into the database in batches, and the pruner (by age, `audit_max_age_days`, hourly; by
 //! count, `audit_max_rows`, every minute; both at start). The SQL is in `store`; what goes
-//! into a record is the gateway's business (records have no field for a password, and
-//! reasons must not carry one).
+//! into a record is the business of whoever makes it, the gateway or the core (records
+//! have no field for a password, and reasons must not carry one).
 //!
 //! `record` never awaits: it logs the record through tracing (target `audit`, info level)
 //! and appends it to the spool with one `write(2)` before it returns, so the record

@@ -1,8 +1,8 @@
 //! The lifecycle verbs: the daemon's one list of what can be done to a domain. `core`
 //! checks a verb against the state machine (`core::state`) and runs it, `driver` performs
-//! the verbs of a running guest, `rpc` names the verb of each gRPC method. This module is a
-//! leaf, importing nothing from the crate, so that both `core` and the `driver` below it
-//! may use it.
+//! the verbs of a running guest, and `rpc` names the verb of the methods that map one to
+//! one (destroy, reboot, reset, suspend, resume). This module is a leaf, importing nothing
+//! from the crate, so that both `core` and the `driver` below it may use it.
 //!
 //! The verbs a running guest performs are an enum of their own, [`GuestVerb`], nested in
 //! [`Verb`]: `Guest::perform` takes a `GuestVerb`, so asking a driver to start, undefine or

@@ -2,7 +2,7 @@
 //! gateways that report records and the database that keeps them. It owns the files in
 //! its directory (`<state_dir>/audit-spool`, 0700; files 0600) and nothing else: no SQL,
 //! no tracing of the records themselves. The writer in `audit_log` drains it into the
-//! database; the fleet reuses it while its database is unreachable.
+//! database; a shared database that is unreachable for a while is what it is for.
 //!
 //! Records go into append-only segment files, `<seq>.seg`, each a header (magic, the
 //! segment's UUID) and frames: `u32` payload length, the first 8 bytes of the payload's

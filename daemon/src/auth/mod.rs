@@ -1,9 +1,10 @@
 //! Who is calling and what they may do, with no transport in it: the `Peer` a transport
 //! establishes for each connection and the `Identity` a request carries, SASL logins
-//! (`login`, `sasl`, `scram`, Kerberos in `gssapi`) against the user database (`users`),
-//! the one method -> permission table (`permissions`), and polkit (`polkit`, `access`).
-//! `rpc::authorize` applies all of it, once per call, before any handler runs; handlers
-//! never check permissions by hand.
+//! (`login`, `sasl`, `scram`, Kerberos in `gssapi`, the security layers of `sasl_layer`)
+//! against the user database (`users`), the one method -> permission table
+//! (`permissions`), and polkit (`polkit`, `access`). On the API, `rpc::authorize` applies
+//! it once per call before any handler runs, and handlers never check permissions by
+//! hand; the console gateway (`vnc`) uses the same logins and user database.
 //!
 //! A TLS client is authenticated by its certificate, verified in the handshake (see
 //! `rpc::tls_listen`); by the time a request is authorized it is trusted as a read-write

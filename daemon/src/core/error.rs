@@ -30,9 +30,7 @@ pub enum CoreError {
     ShutdownTimeout { name: String, secs: u64 },
     #[error("Domain '{name}': {error}")]
     Driver { name: String, error: DriverError },
-    #[error(
-        "Domain '{name}' runs on host {host}; connect to that host's vmgated (vmgate -c qemu+tls://{host}/system)"
-    )]
+    #[error("Domain '{name}' runs on host {host}; connect to that host's vmgated")]
     OnAnotherHost { name: String, host: String },
     #[error("Domain '{name}': {message}")]
     Console { name: String, message: String },

@@ -3,6 +3,10 @@
 //! Definitions are written to the store before memory changes, so a failed write leaves
 //! everything as it was.
 //!
+//! A call on one domain finds it once ([`Manager::find_target`], for `rpc::authorize`) and
+//! every operation takes that [`Target`]: `slot_of` finds its slot again by UUID, so a
+//! domain undefined in between is gone rather than replaced by a namesake.
+//!
 //! Locking: `domains` (a std RwLock, never held across an await) maps names and UUIDs to
 //! slots; `define_lock` serializes changes to that map; each slot's `op` lock serializes the
 //! lifecycle operations of one domain, and its `data` mutex guards its fields briefly.
@@ -75,15 +79,31 @@ pub struct DomainView {
 /// A domain one API call names, found once (by id, then UUID, then name, as virsh does):
 /// what a permission check needs to know of it, and the host it runs on. Every operation
 /// on one domain takes a `Target`, so the key the caller gave is not looked up again and
-/// a rename in between cannot swap the domain.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// a rename in between cannot swap the domain. Only [`Manager::find_target`] makes one
+/// (the fields are private), and in the API only `rpc::authorize` calls it.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Target {
-    pub uuid: Uuid,
-    pub name: String,
-    pub host: GuestHost,
+    uuid: Uuid,
+    name: String,
+    host: GuestHost,
 }
 
-/// Where a domain runs: on this host, or on another host of a fleet sharing one database.
+impl Target {
+    pub fn uuid(&self) -> Uuid {
+        self.uuid
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn host(&self) -> &GuestHost {
+        &self.host
+    }
+}
+
+/// Where a domain runs: on this host, or (room for a fleet of hosts sharing one database,
+/// whose console calls may name a guest of another host) on another.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GuestHost {
     Local,

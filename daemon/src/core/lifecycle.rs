@@ -173,7 +173,7 @@ impl Manager {
             return Err(e);
         }
         self.remember_run(&slot).await;
-        tracing::info!(domain = %target.name, id, "domain started");
+        tracing::info!(domain = %target.name(), id, "domain started");
         self.events.publish(
             &slot.data().def.name,
             slot.uuid,
@@ -319,7 +319,7 @@ impl Manager {
         match tokio::time::timeout(wait.timeout, stopped).await {
             Ok(()) => {}
             Err(_) if wait.force => {
-                tracing::warn!(domain = %target.name, "shutdown timed out; destroying");
+                tracing::warn!(domain = %target.name(), "shutdown timed out; destroying");
                 match self.act_on(&slot, GuestVerb::Destroy).await {
                     Ok(_) | Err(CoreError::WrongState { .. }) => {}
                     Err(e) => return Err(e),

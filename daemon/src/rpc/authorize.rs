@@ -219,7 +219,7 @@ pub async fn domain<T: NamesDomain>(
     let target = manager.find_target(domain_key(req.get_ref().domain_ref())?)?;
     if let Some(access) = req.extensions().get::<CallAccess>() {
         access
-            .domain(&target.name, &target.uuid.to_string())
+            .domain(target.name(), &target.uuid().to_string())
             .await?;
     }
     Ok(Granted(target))
@@ -256,14 +256,43 @@ pub async fn definition(
     Ok(GrantedDefinition(def))
 }
 
+/// What a handler on no domain in particular receives: the proof that `open` let its call
+/// through. It also keeps a handler apart from the generated trait method of the same
+/// name, which takes the request alone.
+pub struct Unscoped(());
+
 /// A method routed without the domain check: refused if the permission table says it is
-/// about one domain, so a routing mistake fails closed.
-pub fn open<T>(req: &Request<T>, method: &str) -> Result<(), Status> {
+/// about one domain, or if the request did not pass [`AuthorizeLayer`], so a routing
+/// mistake fails closed.
+pub fn open<T>(req: &Request<T>, method: &str) -> Result<Unscoped, Status> {
     match req.extensions().get::<Permission>() {
-        Some(permission) if permission.object == Object::Domain => {
-            Err(status::unchecked_domain_method(method))
-        }
-        _ => Ok(()),
+        Some(permission) if permission.object != Object::Domain => Ok(Unscoped(())),
+        _ => Err(status::unchecked_domain_method(method)),
+    }
+}
+
+/// `events --domain`: the UUID of the domain whose events the caller wants; which events
+/// it may see is [`may_see`]'s judgement, one event at a time.
+pub fn event_domain(
+    r: Option<&pb::DomainRef>,
+    manager: &Manager,
+) -> Result<Option<uuid::Uuid>, Status> {
+    match r {
+        Some(domain) => Ok(Some(manager.lookup(domain_key(Some(domain))?)?.uuid)),
+        None => Ok(None),
+    }
+}
+
+/// Whether the caller may see the domain `name` (`getattr`): every domain without the
+/// access driver.
+pub async fn may_see(
+    access: Option<&CallAccess>,
+    name: &str,
+    uuid: &str,
+) -> Result<bool, AccessError> {
+    match access {
+        Some(access) => access.allows(DOMAIN_GETATTR, name, uuid).await,
+        None => Ok(true),
     }
 }
 
@@ -272,13 +301,13 @@ pub async fn visible<T>(
     req: &Request<T>,
     views: Vec<DomainView>,
 ) -> Result<Vec<DomainView>, Status> {
-    let Some(access) = req.extensions().get::<CallAccess>() else {
+    let access = req.extensions().get::<CallAccess>();
+    if access.is_none() {
         return Ok(views);
-    };
+    }
     let mut kept = Vec::with_capacity(views.len());
     for view in views {
-        let uuid = view.uuid.to_string();
-        if access.allows(DOMAIN_GETATTR, &view.name, &uuid).await? {
+        if may_see(access, &view.name, &view.uuid.to_string()).await? {
             kept.push(view);
         }
     }
@@ -287,7 +316,9 @@ pub async fn visible<T>(
 
 /// Writes a generated service trait's impl for `$service`, whose handlers are inherent
 /// methods of the same names: those under `domain` take the [`Granted`] domain first,
-/// `define` takes the [`GrantedDefinition`], those under `open` take the request alone.
+/// `define` takes the [`GrantedDefinition`], those under `open` take the [`Unscoped`]
+/// token first. Each handler's arguments differ from the trait method's, so a missing
+/// handler is a compile error, not a call of the trait method by itself.
 /// Also lists the routes, for the test that compares them with the permission table.
 macro_rules! routes {
     (
@@ -324,8 +355,8 @@ macro_rules! routes {
                     &self,
                     req: tonic::Request<$open_req>,
                 ) -> Result<tonic::Response<$open_reply>, tonic::Status> {
-                    $crate::rpc::authorize::open(&req, stringify!($open_method))?;
-                    <$service>::$open_method(self, req).await
+                    let open = $crate::rpc::authorize::open(&req, stringify!($open_method))?;
+                    <$service>::$open_method(self, open, req).await
                 }
             )*
         }
@@ -403,12 +434,17 @@ mod tests {
         let mut req = Request::new(());
         req.extensions_mut()
             .insert(permission_for("/vmgate.v1.Domain/Start").expect("known"));
-        let status = open(&req, "start").expect_err("refused");
+        let status = open(&req, "start").err().expect("refused");
         assert_eq!(status.code(), tonic::Code::Internal);
+        let unauthorized = Request::new(());
+        assert!(
+            open(&unauthorized, "list").is_err(),
+            "no permission: refused"
+        );
         let mut req = Request::new(());
         req.extensions_mut()
             .insert(permission_for("/vmgate.v1.Domain/List").expect("known"));
-        open(&req, "list").expect("a call on no domain passes");
+        assert!(open(&req, "list").is_ok(), "a call on no domain passes");
     }
     use crate::auth::polkit::Polkit;
 

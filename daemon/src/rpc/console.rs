@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use vmgate_proto::v1::{self as pb, console_server::Console};
 
 use super::{
-    authorize::{Granted, routes},
+    authorize::{Granted, Unscoped, routes},
     convert,
 };
 use crate::{auth::Identity, core::Manager};
@@ -122,7 +122,7 @@ impl ConsoleService {
         }))
     }
 
-    async fn audit(&self, req: Request<pb::AuditRequest>) -> Reply<pb::AuditReply> {
+    async fn audit(&self, _: Unscoped, req: Request<pb::AuditRequest>) -> Reply<pb::AuditReply> {
         let req = req.get_ref();
         let records = self
             .manager

@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use vmgate_proto::v1::{self as pb, domain_server::Domain};
 
 use super::{
-    authorize::{Granted, GrantedDefinition, domain_key, routes, visible},
+    authorize::{Granted, GrantedDefinition, Unscoped, event_domain, routes, visible},
     convert::event_family,
     events::{self, EventFilter, EventStream},
 };
@@ -78,7 +78,7 @@ impl DomainService {
         Ok(Response::new(pb::Empty {}))
     }
 
-    async fn list(&self, req: Request<pb::ListRequest>) -> Reply<pb::ListReply> {
+    async fn list(&self, _: Unscoped, req: Request<pb::ListRequest>) -> Reply<pb::ListReply> {
         let filter = req.get_ref().filter();
         let views = visible(&req, self.manager.list(filter.into())).await?;
         let domains = views.iter().map(Into::into).collect();
@@ -167,18 +167,14 @@ impl DomainService {
         Ok(Response::new(pb::Definition { toml }))
     }
 
-    async fn events(&self, req: Request<pb::EventsRequest>) -> Reply<EventStream> {
+    async fn events(&self, _: Unscoped, req: Request<pb::EventsRequest>) -> Reply<EventStream> {
         // Subscribed before the lookup, so nothing published once the domain is found is
         // missed; the client sees the stream open only after both.
         let receiver = self.manager.subscribe_events();
         let access = req.extensions().get::<CallAccess>().cloned();
         let req = req.get_ref();
-        let uuid = match &req.domain {
-            Some(domain) => Some(self.manager.lookup(domain_key(Some(domain))?)?.uuid),
-            None => None,
-        };
         let filter = EventFilter {
-            uuid,
+            uuid: event_domain(req.domain.as_ref(), &self.manager)?,
             family: event_family(&req.family)?,
         };
         Ok(Response::new(events::stream_checked(

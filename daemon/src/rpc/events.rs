@@ -16,12 +16,8 @@ use tonic::Status;
 use uuid::Uuid;
 use vmgate_proto::v1 as pb;
 
-use super::{convert::events_lost, status::shutting_down};
-use crate::{
-    auth::{access::CallAccess, permissions::DOMAIN_GETATTR},
-    core::events::DomainEvent,
-    shutdown::Shutdown,
-};
+use super::{authorize::may_see, convert::events_lost, status::shutting_down};
+use crate::{auth::access::CallAccess, core::events::DomainEvent, shutdown::Shutdown};
 
 /// Messages queued for one client before the relay waits for it to read.
 const STREAM_BUFFER: usize = 64;
@@ -76,9 +72,7 @@ pub fn stream_checked(
 
 /// Whether the caller may see `event`'s domain; polkit failing counts as no.
 async fn visible(access: Option<&CallAccess>, event: &DomainEvent) -> bool {
-    let Some(access) = access else { return true };
-    let uuid = event.uuid.to_string();
-    match access.allows(DOMAIN_GETATTR, &event.domain, &uuid).await {
+    match may_see(access, &event.domain, &event.uuid.to_string()).await {
         Ok(allowed) => allowed,
         Err(e) => {
             tracing::warn!("event of {} withheld: {e}", event.domain);

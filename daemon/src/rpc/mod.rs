@@ -4,9 +4,10 @@
 //! must log in with SASL first and serves each over HTTP/2 in `h2_server`); authorization
 //! at one point (`authorize`); the dispatch to the services (`router`); one file per gRPC
 //! service (with the event relay behind `Domain.Events` in `events`); every gRPC status
-//! (`status`); and the wire conversions (`convert`). It calls only the core's API and
-//! names only the core's types: never the store, the driver or the gateway, and it touches
-//! no file beyond the sockets themselves (TLS files are read by `tls`).
+//! (`status`); and the wire conversions (`convert`). It acts on domains only through the
+//! core's API and never names a type of the store, a driver or the gateway (who may import
+//! what is the table in `lib.rs`); it touches no file beyond the sockets themselves (TLS
+//! files are read by `tls`).
 
 pub mod accept;
 mod admin;

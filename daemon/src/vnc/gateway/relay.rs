@@ -3,7 +3,10 @@
 //! itself), hand the client the guest's ServerInit, then copy bytes both ways through
 //! fixed-size buffers until either side closes or the session is cut.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -25,9 +28,14 @@ const RELAY_CHUNK: usize = 256 * 1024;
 
 /// Where each direction's buffer starts: an idle session (most of them) stays small, a
 /// busy one doubles up to `RELAY_CHUNK` as its reads fill the buffer, and goes back to
-/// this size at the first read no larger than it, so a session that once streamed full
-/// frames does not keep `RELAY_CHUNK` while it idles.
+/// this size once it has waited [`IDLE_SHRINK`] for more, so a session that once streamed
+/// full frames does not keep `RELAY_CHUNK` while it idles.
 const RELAY_START: usize = 4 * 1024;
+
+/// How long a direction with a grown buffer waits for bytes before it gives the memory
+/// back. Back-to-back updates never wait this long; a viewer looking at a still screen
+/// does.
+const IDLE_SHRINK: Duration = Duration::from_secs(1);
 
 /// How a relay ended.
 #[derive(Debug)]
@@ -95,9 +103,21 @@ where
         count.fetch_add(first.len() as u64, Ordering::Relaxed);
     }
     drop(first);
-    let mut buf = vec![0u8; RELAY_START];
+    let mut buf = RelayBuffer::new();
     loop {
-        let n = match from.read(&mut buf).await {
+        let read = if buf.is_grown() {
+            // Reading is cancel safe: nothing is lost when the timeout drops the read.
+            match tokio::time::timeout(IDLE_SHRINK, from.read(buf.space())).await {
+                Ok(read) => read,
+                Err(_idle) => {
+                    buf.shrink();
+                    from.read(buf.space()).await
+                }
+            }
+        } else {
+            from.read(buf.space()).await
+        };
+        let n = match read {
             Ok(n) => n,
             // Many VNC clients close TLS without close_notify: that is an ordinary close.
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
@@ -109,26 +129,43 @@ where
         }
         // Flushed before the next read: TLS and a SASL layer take bytes into their own
         // buffers, and the end of an update must reach the client while the guest waits.
-        to.write_all(&buf[..n]).await?;
+        to.write_all(buf.filled(n)).await?;
         to.flush().await?;
         count.fetch_add(n as u64, Ordering::Relaxed);
-        match next_buffer_len(buf.len(), n) {
-            len if len > buf.len() => buf.resize(len, 0),
-            len if len < buf.len() => buf = vec![0u8; len],
-            _ => {}
-        }
+        buf.after_read(n);
     }
 }
 
-/// The buffer's next size after a read of `read` bytes into `len`: doubled when the read
-/// filled it (up to `RELAY_CHUNK`), back to `RELAY_START` after a small read.
-fn next_buffer_len(len: usize, read: usize) -> usize {
-    if read == len && len < RELAY_CHUNK {
-        len * 2
-    } else if read <= RELAY_START {
-        RELAY_START
-    } else {
-        len
+/// One direction's buffer: `RELAY_START` bytes, doubled each time a read fills it (up to
+/// `RELAY_CHUNK`), back to `RELAY_START` when the direction idles.
+struct RelayBuffer(Vec<u8>);
+
+impl RelayBuffer {
+    fn new() -> RelayBuffer {
+        RelayBuffer(vec![0; RELAY_START])
+    }
+
+    fn space(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+
+    fn filled(&self, n: usize) -> &[u8] {
+        self.0.get(..n).unwrap_or(&self.0)
+    }
+
+    fn is_grown(&self) -> bool {
+        self.0.len() > RELAY_START
+    }
+
+    fn after_read(&mut self, n: usize) {
+        let len = self.0.len();
+        if n == len && len < RELAY_CHUNK {
+            self.0.resize(len * 2, 0);
+        }
+    }
+
+    fn shrink(&mut self) {
+        self.0 = vec![0; RELAY_START];
     }
 }
 
@@ -138,26 +175,55 @@ mod tests {
 
     #[test]
     fn a_busy_direction_grows_to_the_chunk_and_an_idle_one_goes_back_to_the_start() {
-        let mut len = RELAY_START;
-        while len < RELAY_CHUNK {
-            len = next_buffer_len(len, len);
+        let mut buf = RelayBuffer::new();
+        assert!(!buf.is_grown());
+        while buf.space().len() < RELAY_CHUNK {
+            let full = buf.space().len();
+            buf.after_read(full);
         }
-        assert_eq!(len, RELAY_CHUNK);
+        assert_eq!(buf.space().len(), RELAY_CHUNK);
+        buf.after_read(RELAY_CHUNK);
+        assert_eq!(buf.space().len(), RELAY_CHUNK, "never past the chunk");
+        buf.after_read(12);
         assert_eq!(
-            next_buffer_len(len, len),
+            buf.space().len(),
             RELAY_CHUNK,
-            "never past the chunk"
+            "a small read mid-stream keeps it"
         );
-        assert_eq!(
-            next_buffer_len(len, 100_000),
-            RELAY_CHUNK,
-            "the tail of a frame"
-        );
-        assert_eq!(
-            next_buffer_len(len, 12),
-            RELAY_START,
-            "a key press after a frame"
-        );
-        assert_eq!(next_buffer_len(RELAY_START, 12), RELAY_START);
+        assert!(buf.is_grown());
+        buf.shrink();
+        assert_eq!(buf.space().len(), RELAY_START);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_direction_that_idles_with_a_grown_buffer_loses_no_byte() {
+        let (mut guest, relay_end) = tokio::io::duplex(RELAY_CHUNK * 2);
+        let (client_end, mut client) = tokio::io::duplex(RELAY_CHUNK * 2);
+        let pumping = tokio::spawn(async move {
+            let count = AtomicU64::new(0);
+            pump(relay_end, client_end, Vec::new(), &count).await
+        });
+        // A burst that grows the buffer to the chunk, then silence past IDLE_SHRINK (the
+        // read in flight is dropped and the buffer shrunk), then more bytes: all arrive,
+        // in order.
+        let burst = vec![7u8; RELAY_CHUNK * 2];
+        tokio::io::AsyncWriteExt::write_all(&mut guest, &burst)
+            .await
+            .expect("write");
+        let mut got = vec![0u8; burst.len()];
+        client.read_exact(&mut got).await.expect("burst relayed");
+        assert_eq!(got, burst);
+        tokio::time::sleep(IDLE_SHRINK * 3).await;
+        tokio::io::AsyncWriteExt::write_all(&mut guest, b"after")
+            .await
+            .expect("write");
+        let mut tail = [0u8; 5];
+        client.read_exact(&mut tail).await.expect("tail relayed");
+        assert_eq!(&tail, b"after");
+        drop(guest);
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.expect("closed");
+        assert!(rest.is_empty());
+        assert!(pumping.await.expect("pump task").is_ok());
     }
 }
