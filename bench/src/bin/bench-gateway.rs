@@ -476,7 +476,7 @@ impl Socat {
     fn start(target: u16) -> anyhow::Result<Socat> {
         let port = free_port(PEER_PORTS, &[target])?;
         let child = Command::new("socat")
-            // The same 64 KiB a gateway relay reads at a time (socat's default is 8 KiB).
+            // 64 KiB reads (socat's default is 8 KiB); the gateway's relay reads up to 256 KiB.
             .args(["-b", "65536"])
             .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"))
             .arg(format!("TCP:127.0.0.1:{target},nodelay"))

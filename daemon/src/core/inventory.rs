@@ -4,8 +4,9 @@
 //! everything as it was.
 //!
 //! A call on one domain finds it once ([`Manager::find_target`], for `rpc::authorize`) and
-//! every operation takes that [`Target`]: `slot_of` finds its slot again by UUID, so a
-//! domain undefined in between is gone rather than replaced by a namesake.
+//! every operation takes that [`Target`], which holds the domain's slot: `slot_of` hands
+//! it out unless undefine has marked it gone, so a domain undefined in between is NOT_FOUND
+//! rather than replaced by a namesake.
 //!
 //! Locking: `domains` (a std RwLock, never held across an await) maps names and UUIDs to
 //! slots; `define_lock` serializes changes to that map; each slot's `op` lock serializes the
@@ -13,8 +14,12 @@
 
 use std::{
     collections::HashMap,
+    fmt,
     path::PathBuf,
-    sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, atomic::AtomicU32},
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError, RwLock,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
     time::Duration,
 };
 
@@ -81,11 +86,23 @@ pub struct DomainView {
 /// on one domain takes a `Target`, so the key the caller gave is not looked up again and
 /// a rename in between cannot swap the domain. Only [`Manager::find_target`] makes one
 /// (the fields are private), and in the API only `rpc::authorize` calls it.
-#[derive(Debug, PartialEq, Eq)]
 pub struct Target {
     uuid: Uuid,
     name: String,
     host: GuestHost,
+    /// The domain's slot on this host, as found: operations use it without a second
+    /// look-up in the inventory, and learn from it that the domain was undefined since.
+    slot: Arc<Slot>,
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Target")
+            .field("uuid", &self.uuid)
+            .field("name", &self.name)
+            .field("host", &self.host)
+            .finish()
+    }
 }
 
 impl Target {
@@ -133,6 +150,8 @@ pub(super) struct Slot {
     pub(super) uuid: Uuid,
     pub(super) op: tokio::sync::Mutex<()>,
     data: Mutex<SlotData>,
+    /// Set by undefine (under `op`) before the slot leaves the inventory.
+    gone: AtomicBool,
 }
 
 pub(super) struct SlotData {
@@ -161,6 +180,7 @@ impl Slot {
     fn new(uuid: Uuid, def: DomainDef, autostart: bool, acl: Vec<StoredRule>) -> Slot {
         Slot {
             uuid,
+            gone: AtomicBool::new(false),
             op: tokio::sync::Mutex::new(()),
             data: Mutex::new(SlotData {
                 def,
@@ -332,6 +352,7 @@ impl Manager {
             uuid: slot.uuid,
             name,
             host: GuestHost::Local,
+            slot,
         })
     }
 
@@ -344,11 +365,10 @@ impl Manager {
                 host: host.clone(),
             });
         }
-        self.inventory()
-            .by_uuid
-            .get(&target.uuid)
-            .cloned()
-            .ok_or_else(|| CoreError::NoDomain(target.name.clone()))
+        if target.slot.gone.load(Ordering::Acquire) {
+            return Err(CoreError::NoDomain(target.name.clone()));
+        }
+        Ok(target.slot.clone())
     }
 
     pub fn view(&self, target: &Target) -> Result<DomainView, CoreError> {
@@ -484,6 +504,7 @@ impl Manager {
         let _define = self.define_lock.lock().await;
         self.store.delete_domain(slot.uuid).await?;
         let view = slot.view();
+        slot.gone.store(true, Ordering::Release);
         let mut inv = self.inventory_mut();
         inv.by_name.remove(&view.name);
         inv.by_uuid.remove(&slot.uuid);
