@@ -12,8 +12,10 @@
 //!   cannot act on a domain nobody checked. `define` gets a [`GrantedDefinition`]: the
 //!   definition parsed once, checked against the domain it names.
 //! - `routes!` writes each service's generated trait: a domain method's handler is called
-//!   with its `Granted` domain, the others as they come. A test compares those lists with
-//!   the permission table.
+//!   with its `Granted` domain, the others with an [`Unscoped`] token once [`open`] has
+//!   made sure the method is not about one domain. A test compares those lists with the
+//!   permission table. Calls that list or stream many domains keep only those the caller
+//!   may see ([`visible`], [`may_see`]).
 
 use std::{
     future::Future,
