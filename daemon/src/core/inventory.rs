@@ -404,7 +404,9 @@ impl Manager {
     /// picks the change up at its next start). A definition never renames a domain, except
     /// one whose name define now refuses (all digits, or a UUID): given its UUID and a new
     /// name, that shut-off domain takes the new name and keeps its UUID, ACL and autostart.
-    /// Returns the domain and whether it is new.
+    /// Returns the domain and whether it is new. `def` is a definition as
+    /// `DomainDef::parse` returns it (`rpc::authorize::definition` parses each one once),
+    /// so every rule of a new definition, reserved names included, has been applied.
     pub async fn define(&self, mut def: DomainDef) -> Result<(DomainView, bool), CoreError> {
         self.check_derived_paths(&def)?;
         self.check_console(&def)?;
