@@ -158,6 +158,17 @@ pub fn rss(pid: u32) -> anyhow::Result<Rss> {
     })
 }
 
+/// How many console sessions `Console.ListSessions` lists for `domain`.
+pub async fn listed_sessions(api: &mut vmgate::Connection, domain: &str) -> anyhow::Result<usize> {
+    let sessions = api
+        .console
+        .list_sessions(vmgate_proto::v1::DomainRef { key: domain.into() })
+        .await?
+        .into_inner()
+        .sessions;
+    Ok(sessions.len())
+}
+
 /// Raises this process's open-file limit to the hard limit: thousands of idle sessions
 /// need more than the usual 1,024 descriptors.
 pub fn raise_nofile_limit() {

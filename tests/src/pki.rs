@@ -200,6 +200,46 @@ impl Ca {
     }
 }
 
+/// What a test of the TLS API needs, under one directory: a CA, the daemon's certificate
+/// for `localhost`, and the pkipath of a client `client1`.
+pub struct ApiTls {
+    pub ca: Ca,
+    pub server: Issued,
+    pub pkipath: PathBuf,
+}
+
+impl ApiTls {
+    pub fn new(dir: &Path) -> ApiTls {
+        let ca = Ca::new(&dir.join("ca"), "vmgate Test CA");
+        let server = ca.server("server", &["localhost"]);
+        let client = ca.client("client1", "client1");
+        let pkipath = ca.pkipath(&client, &dir.join("pki"));
+        ApiTls {
+            ca,
+            server,
+            pkipath,
+        }
+    }
+
+    /// The daemon's `key_file`, `cert_file` and `ca_file` lines.
+    pub fn files(&self) -> String {
+        format!(
+            "key_file = \"{}\"\ncert_file = \"{}\"\nca_file = \"{}\"\n",
+            self.server.key.display(),
+            self.server.cert.display(),
+            self.ca.cert.display()
+        )
+    }
+
+    /// The client's URI for the test driver behind `port`.
+    pub fn uri(&self, port: u16) -> String {
+        format!(
+            "test+tls://localhost:{port}/default?pkipath={}",
+            self.pkipath.display()
+        )
+    }
+}
+
 /// A `?pkipath=` directory trusting `ca_cert` and presenting `client`.
 pub fn pkipath_with_ca(ca_cert: &Path, client: &Issued, dir: &Path) -> PathBuf {
     fs::create_dir_all(dir).expect("create the pkipath directory");

@@ -127,24 +127,15 @@ fn idle_sockets_on_the_tls_port_do_not_keep_a_client_waiting() {
         return;
     }
     let dir = tempfile::tempdir().expect("dir");
-    let ca = pki::Ca::new(&dir.path().join("ca"), "vmgate Test CA");
-    let server = ca.server("server", &["localhost"]);
-    let client = ca.client("client1", "client1");
-    let pkipath = ca.pkipath(&client, &dir.path().join("pki"));
+    let tls = pki::ApiTls::new(dir.path());
     let port = pki::free_port();
     let d = TestDaemon::start_with(&format!(
-        "listen_tls = true\nlisten_addr = \"127.0.0.1\"\ntls_port = {port}\n\
-         key_file = \"{}\"\ncert_file = \"{}\"\nca_file = \"{}\"\n",
-        server.key.display(),
-        server.cert.display(),
-        ca.cert.display()
+        "listen_tls = true\nlisten_addr = \"127.0.0.1\"\ntls_port = {port}\n{}",
+        tls.files()
     ));
     // More than max_anonymous_clients (20), none sending a ClientHello.
     let mut idle = attack_tcp(SocketAddr::from(([127, 0, 0, 1], port)), 30, b"");
-    let uri = format!(
-        "test+tls://localhost:{port}/default?pkipath={}",
-        pkipath.display()
-    );
+    let uri = tls.uri(port);
     let out = within(PROMPT, move || {
         run_vmgate(&["-c", &uri, "list", "--all"], None)
     })

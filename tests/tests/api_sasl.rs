@@ -167,22 +167,13 @@ fn tls_with_sasl_needs_the_certificate_and_the_user() {
         return;
     }
     let dir = tempfile::tempdir().expect("dir");
-    let ca = pki::Ca::new(&dir.path().join("ca"), "vmgate Test CA");
-    let server = ca.server("server", &["localhost"]);
-    let client = ca.client("client1", "client1");
-    let pkipath = ca.pkipath(&client, &dir.path().join("pki"));
+    let tls = pki::ApiTls::new(dir.path());
     let port = pki::free_port();
     let d = daemon_with_users(&format!(
-        "listen_tls = true\nlisten_addr = \"127.0.0.1\"\ntls_port = {port}\nauth_tls = \"sasl\"\n\
-         key_file = \"{}\"\ncert_file = \"{}\"\nca_file = \"{}\"\n",
-        server.key.display(),
-        server.cert.display(),
-        ca.cert.display()
+        "listen_tls = true\nlisten_addr = \"127.0.0.1\"\ntls_port = {port}\nauth_tls = \"sasl\"\n{}",
+        tls.files()
     ));
-    let uri = format!(
-        "test+tls://localhost:{port}/default?pkipath={}",
-        pkipath.display()
-    );
+    let uri = tls.uri(port);
     let none = vmgate_login(&uri, None, &["list"], None);
     assert!(none.err().contains("no credentials"), "{}", none.err());
     let file = auth_file(dir.path(), &[("localhost", "bob", "bob-pw")], 0o600);

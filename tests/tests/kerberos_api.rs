@@ -64,28 +64,19 @@ fn tls_clients_log_in_with_their_ticket_on_top_of_the_certificate() {
     }
     kdc.add_user("alice", "alicepw");
     let dir = tempfile::tempdir().expect("dir");
-    let ca = pki::Ca::new(&dir.path().join("ca"), "vmgate Test CA");
-    let server = ca.server("server", &["localhost"]);
-    let client = ca.client("client1", "client1");
-    let pkipath = ca.pkipath(&client, &dir.path().join("pki"));
+    let tls = pki::ApiTls::new(dir.path());
     let port = pki::free_port();
     let keytab = kdc.add_service("libvirt/localhost", "libvirt.keytab");
     let config = format!(
-        "listen_tls = true\nlisten_addr = \"127.0.0.1\"\ntls_port = {port}\nauth_tls = \"sasl\"\n\
-         key_file = \"{}\"\ncert_file = \"{}\"\nca_file = \"{}\"\n\
+        "listen_tls = true\nlisten_addr = \"127.0.0.1\"\ntls_port = {port}\nauth_tls = \"sasl\"\n{}\
          sasl_mechanisms = [\"GSSAPI\", \"SCRAM-SHA-256\"]\nsasl_keytab = \"{}\"\n",
-        server.key.display(),
-        server.cert.display(),
-        ca.cert.display(),
+        tls.files(),
         keytab.display()
     );
     let env = kdc.server_env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let d = TestDaemon::start_with_env(&config, &env);
-    let uri = format!(
-        "test+tls://localhost:{port}/default?pkipath={}",
-        pkipath.display()
-    );
+    let uri = tls.uri(port);
 
     let ticket = kdc.kinit("alice", "alicepw", None);
     let out = vmgate_login_env(

@@ -371,24 +371,13 @@ fn a_passed_tls_socket_serves_tls_with_the_configured_certificate() {
         return;
     }
     let dir = temp_dir();
-    let ca = pki::Ca::new(&dir.path().join("ca"), "vmgate Test CA");
-    let server = ca.server("server", &["localhost"]);
-    let client = ca.client("client1", "client1");
-    let pkipath = ca.pkipath(&client, &dir.path().join("pki"));
+    let tls = pki::ApiTls::new(dir.path());
     let (tcp, port) = tcp_listener();
     // listen_tls stays off and tls_port names another port: the passed socket is served.
-    let extra = format!(
-        "tls_port = 1\nkey_file = \"{}\"\ncert_file = \"{}\"\nca_file = \"{}\"\n",
-        server.key.display(),
-        server.cert.display(),
-        ca.cert.display()
-    );
+    let extra = format!("tls_port = 1\n{}", tls.files());
     let mut d = Activated::start(dir, &extra, &[("vmgate-tls", tcp)]);
     assert!(d.notification().starts_with("READY=1"));
-    let uri = format!(
-        "test+tls://localhost:{port}/default?pkipath={}",
-        pkipath.display()
-    );
+    let uri = tls.uri(port);
     vmgate_login(&uri, None, &["list", "--all"], None).ok();
     assert!(d.log().contains("TLS client connected"), "{}", d.log());
     // The UNIX sockets were not passed, so the daemon bound them as configured.

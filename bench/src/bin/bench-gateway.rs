@@ -25,7 +25,9 @@ use std::{
 
 use anyhow::{Context, anyhow};
 use vmgate::{ConnectUri, Connection};
-use vmgate_bench::{Sample, load_average, machine, raise_nofile_limit, repeat_captures, rss};
+use vmgate_bench::{
+    Sample, listed_sessions, load_average, machine, raise_nofile_limit, repeat_captures, rss,
+};
 use vmgate_proto::v1::{ConnectedPolicy, DefineRequest, DomainRef, SetPasswordRequest};
 use vmgate_tests::{
     TestDaemon, on_path,
@@ -338,15 +340,7 @@ async fn memory_per_session(api: &mut Connection, d: &TestDaemon) -> anyhow::Res
     for _ in 0..IDLE_SESSIONS {
         sessions.push(RfbClient::connect(port, Some(PASSWORD), true).await?);
     }
-    let listed = api
-        .console
-        .list_sessions(DomainRef {
-            key: "crowd".into(),
-        })
-        .await?
-        .into_inner()
-        .sessions
-        .len();
+    let listed = listed_sessions(api, "crowd").await?;
     // Let the relays settle into their idle state.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = rss(pid)?.vm;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use vmgate::{ConnectUri, Connection};
-use vmgate_bench::{machine, raise_nofile_limit, rss};
+use vmgate_bench::{listed_sessions, machine, raise_nofile_limit, rss};
 use vmgate_proto::v1::{DefineRequest, DomainRef};
 use vmgate_tests::{
     TestDaemon,
@@ -92,15 +92,7 @@ async fn main() -> anyhow::Result<()> {
 async fn wait_sessions(api: &mut Connection, left: usize) -> anyhow::Result<bool> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        let listed = api
-            .console
-            .list_sessions(DomainRef {
-                key: "crowd".into(),
-            })
-            .await?
-            .into_inner()
-            .sessions
-            .len();
+        let listed = listed_sessions(api, "crowd").await?;
         if listed <= left {
             return Ok(true);
         }
